@@ -1,0 +1,57 @@
+"""Drop reasons: why a packet did not leave.
+
+Every packet that enters a pipeline either leaves through a port or is
+counted under exactly one of these reasons.  Codes are small integers stored
+in the batch's `drop` metadata column; 0 means "not dropped".  Later stages
+append reasons here; the order only fixes the numbers.
+"""
+
+REASONS = (
+    ("none", "not dropped"),
+    # receive
+    ("frame_too_big", "frame longer than the pipeline's max_frame (raise [pipeline] max_frame)"),
+    ("snaplen_truncated", "capture record shorter than the frame on the wire (snaplen)"),
+    # parse
+    ("parse_trunc_l2", "frame shorter than an Ethernet header"),
+    ("parse_trunc_vlan", "802.1Q/802.1ad tag cut short"),
+    ("parse_trunc_arp", "ARP header cut short or not Ethernet/IPv4"),
+    ("parse_trunc_ip", "IP header cut short"),
+    ("parse_bad_ip_version", "IP version field does not match the EtherType"),
+    ("parse_bad_ihl", "IPv4 header length below 5 words or past the frame"),
+    ("parse_bad_ip_len", "IP total/payload length past the frame or below the header"),
+    ("parse_trunc_ip6_ext", "IPv6 extension header cut short or chain too long"),
+    ("parse_trunc_l4", "TCP/UDP/ICMP header cut short"),
+    ("parse_bad_tcp_off", "TCP data offset below 5 words or past the segment"),
+    ("parse_bad_udp_len", "UDP length below 8 or past the IP payload"),
+    # flow tables
+    ("no_match", "no flow matched (table miss, no controller)"),
+    ("action_drop", "a flow's actions drop the packet (drop or no output)"),
+    ("output_port_unknown", "output to a port the pipeline does not have"),
+)
+
+NAMES = tuple(name for name, _ in REASONS)
+CODE = {name: code for code, name in enumerate(NAMES)}
+N_REASONS = len(REASONS)
+
+NONE = 0
+FRAME_TOO_BIG = CODE["frame_too_big"]
+SNAPLEN_TRUNCATED = CODE["snaplen_truncated"]
+PARSE_TRUNC_L2 = CODE["parse_trunc_l2"]
+PARSE_TRUNC_VLAN = CODE["parse_trunc_vlan"]
+PARSE_TRUNC_ARP = CODE["parse_trunc_arp"]
+PARSE_TRUNC_IP = CODE["parse_trunc_ip"]
+PARSE_BAD_IP_VERSION = CODE["parse_bad_ip_version"]
+PARSE_BAD_IHL = CODE["parse_bad_ihl"]
+PARSE_BAD_IP_LEN = CODE["parse_bad_ip_len"]
+PARSE_TRUNC_IP6_EXT = CODE["parse_trunc_ip6_ext"]
+PARSE_TRUNC_L4 = CODE["parse_trunc_l4"]
+PARSE_BAD_TCP_OFF = CODE["parse_bad_tcp_off"]
+PARSE_BAD_UDP_LEN = CODE["parse_bad_udp_len"]
+NO_MATCH = CODE["no_match"]
+ACTION_DROP = CODE["action_drop"]
+OUTPUT_PORT_UNKNOWN = CODE["output_port_unknown"]
+
+
+def describe(code):
+    """(name, description) of a drop code."""
+    return REASONS[code]

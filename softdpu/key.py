@@ -1,0 +1,104 @@
+"""The flow key: every matchable field of a packet, packed into uint64 words.
+
+The parser fills the packet fields; stages (actions, conntrack, tunnels)
+fill the metadata fields.  A classifier matches `key & mask == value` word by
+word, so a field is just (word, shift, bits).  Values follow Open vSwitch's
+flow fields (lib/meta-flow.h):
+
+  vlan_tci   the outer 802.1Q/802.1ad TCI with bit 0x1000 (CFI) set when a tag
+             is present, as OVS's vlan_tci; vlan_tci2 the inner (QinQ) tag
+  nw_src/dst IPv4 addresses, or ARP sender/target protocol addresses
+  nw_proto   IP protocol (IPv6: the last next-header), or the low 8 bits of
+             the ARP opcode, as OVS
+  nw_tos     the whole IPv4 TOS / IPv6 traffic-class byte (DSCP << 2 | ECN)
+  nw_frag    1 = a fragment, 2 = a later (non-first) fragment, as OVS
+  tp_src/dst ports, or the ICMP/ICMPv6 type and code, as OVS
+  tcp_flags  the low 12 bits of TCP's offset/flags word
+
+Word layout (bit 63 is the most significant):
+
+  w0   in_port:32 | dl_type:16 | vlan_tci:16
+  w1   dl_src:48 | vlan_tci2:16
+  w2   dl_dst:48 | nw_proto:8 | nw_tos:8
+  w3   nw_src:32 | nw_dst:32
+  w4   tp_src:16 | tp_dst:16 | tcp_flags:16 | nw_ttl:8 | nw_frag:8
+  w5-6 ipv6_src (high word first)     w7-8 ipv6_dst
+  w9   ipv6_label:20 (at bit 32) | arp_op:16 (at bit 0)
+  w10  arp_sha:48 (at bit 16)         w11 arp_tha:48 (at bit 16)
+  w12  metadata:64
+  w13-20 reg0..reg15, two per word, the even register high (so xregN is a word)
+  w21  tun_id:64
+  w22  tun_src:32 | tun_dst:32
+  w23  ct_state:16 | ct_zone:16 | ct_mark:32
+  w24-25 ct_label:128
+"""
+from typing import NamedTuple
+
+
+class Field(NamedTuple):
+    name: str
+    word: int
+    shift: int
+    bits: int
+
+    @property
+    def mask(self):
+        """The field's bits within its word."""
+        return ((1 << self.bits) - 1) << self.shift
+
+
+_LAYOUT = [
+    ("in_port", 0, 32, 32), ("dl_type", 0, 16, 16), ("vlan_tci", 0, 0, 16),
+    ("dl_src", 1, 16, 48), ("vlan_tci2", 1, 0, 16),
+    ("dl_dst", 2, 16, 48), ("nw_proto", 2, 8, 8), ("nw_tos", 2, 0, 8),
+    ("nw_src", 3, 32, 32), ("nw_dst", 3, 0, 32),
+    ("tp_src", 4, 48, 16), ("tp_dst", 4, 32, 16), ("tcp_flags", 4, 16, 16),
+    ("nw_ttl", 4, 8, 8), ("nw_frag", 4, 0, 8),
+    ("ipv6_src_hi", 5, 0, 64), ("ipv6_src_lo", 6, 0, 64),
+    ("ipv6_dst_hi", 7, 0, 64), ("ipv6_dst_lo", 8, 0, 64),
+    ("ipv6_label", 9, 32, 20), ("arp_op", 9, 0, 16),
+    ("arp_sha", 10, 16, 48), ("arp_tha", 11, 16, 48),
+    ("metadata", 12, 0, 64),
+    *[(f"reg{r}", 13 + r // 2, 32 if r % 2 == 0 else 0, 32) for r in range(16)],
+    ("tun_id", 21, 0, 64), ("tun_src", 22, 32, 32), ("tun_dst", 22, 0, 32),
+    ("ct_state", 23, 48, 16), ("ct_zone", 23, 32, 16), ("ct_mark", 23, 0, 32),
+    ("ct_label_hi", 24, 0, 64), ("ct_label_lo", 25, 0, 64),
+]
+
+FIELDS = {name: Field(name, w, s, b) for name, w, s, b in _LAYOUT}
+KEY_WORDS = 1 + max(f.word for f in FIELDS.values())
+PACKET_WORDS = 12  # w0..w11 come from the packet; the parser zeroes the rest
+
+# Word indices, for kernels.
+W_PORT_TYPE_VLAN = 0
+W_SRC_VLAN2 = 1
+W_DST_PROTO_TOS = 2
+W_NW_ADDRS = 3
+W_L4 = 4
+W_IPV6_SRC = 5
+W_IPV6_DST = 7
+W_LABEL_ARPOP = 9
+W_ARP_SHA = 10
+W_ARP_THA = 11
+W_METADATA = 12
+W_REGS = 13
+W_TUN_ID = 21
+W_TUN_ADDRS = 22
+W_CT = 23
+W_CT_LABEL = 24
+
+VLAN_CFI = 0x1000  # set in vlan_tci when a tag is present (OVS)
+FRAG_ANY = 1
+FRAG_LATER = 2
+
+
+def get(key_row, name):
+    """Read one field from a key row (a uint64 array of KEY_WORDS), as a Python int."""
+    f = FIELDS[name]
+    return (int(key_row[f.word]) >> f.shift) & ((1 << f.bits) - 1)
+
+
+def ipv6(key_row, which):
+    """The 128-bit ipv6_src or ipv6_dst of a key row, as a Python int."""
+    w = W_IPV6_SRC if which == "src" else W_IPV6_DST
+    return (int(key_row[w]) << 64) | int(key_row[w + 1])
