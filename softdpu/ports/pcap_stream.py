@@ -20,13 +20,14 @@ import numpy as np
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_IN_PORT, M_LEN, M_START, M_TS, M_WIRE_LEN
 from softdpu.drops import FRAME_TOO_BIG, SNAPLEN_TRUNCATED
+from softdpu.errors import SoftdpuError
 
 CHUNK = 1 << 20          # default read size: 1 MiB
 MIN_CHUNK = 64
 MAX_CAPLEN = 262144      # libpcap's largest snaplen; a longer record is corrupt
 
 
-class CaptureError(Exception):
+class CaptureError(SoftdpuError):
     """A capture file that cannot be read: names the file and the byte offset."""
 
     def __init__(self, path, offset, message):
