@@ -62,7 +62,7 @@ PROTO_DSTOPTS = 60
 PROTO_SCTP = 132
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def ones_sum(data, row, off, n, acc):
     """Add bytes off..off+n-1 as big-endian 16-bit words to the partial sum acc
     (an odd last byte is the high half of a word)."""
@@ -76,7 +76,7 @@ def ones_sum(data, row, off, n, acc):
     return acc
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def fold(acc):
     """Fold a partial sum to 16 bits with end-around carry."""
     while acc > 0xFFFF:
@@ -84,27 +84,27 @@ def fold(acc):
     return acc
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def checksum(data, row, off, n):
     """The Internet checksum of bytes off..off+n-1 (store it as is)."""
     return (~fold(ones_sum(data, row, off, n, np.int64(0)))) & 0xFFFF
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def pseudo_sum(src, dst, proto, length):
     """Partial sum of the IPv4 pseudo header for TCP/UDP checksums."""
     return ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
             + proto + length)
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def csum_replace16(csum, old, new):
     """Checksum after one 16-bit word changes from old to new (RFC 1624 eqn 3)."""
     acc = ((~csum) & 0xFFFF) + ((~old) & 0xFFFF) + (new & 0xFFFF)
     return (~fold(acc)) & 0xFFFF
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def csum_replace32(csum, old, new):
     """Checksum after a 32-bit field (an address) changes from old to new."""
     return csum_replace16(csum_replace16(csum, old >> 16, new >> 16),

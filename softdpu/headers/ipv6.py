@@ -56,7 +56,7 @@ FRAG_MORE = 0x0001
 MAX_EXT_HEADERS = 8      # a longer chain is refused (RFC 8200 order has <= 7)
 
 
-@njit(_nrt=False)
+@njit(alloc=False)
 def pseudo_sum(data, row, src_off, dst_off, next_header, length):
     """Partial sum of the IPv6 pseudo header (addresses read from data[row]; caller
     checks bounds) for TCP/UDP/ICMPv6 checksums."""

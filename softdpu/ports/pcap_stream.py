@@ -118,7 +118,7 @@ def u32(buf, p, swap):
     return d << 24 | c << 16 | b << 8 | a
 
 
-@njit(inline="always")
+@njit(inline=True)
 def put_packet(buf, pay, caplen, origlen, ts, data, meta, row, headroom, max_frame, port):
     """Fill batch row `row` with the record at buf[pay: pay+caplen]; returns its drop code.
 

@@ -1,0 +1,212 @@
+"""Pipeline files: the TOML schema and its validation.
+
+A pipeline file declares the pipeline's settings and its ports, and points
+to the .flows file (ovs-ofctl syntax) that programs it:
+
+    [pipeline]
+    flows = "l2-passthrough.flows"   # relative to this file
+    batch = 256                      # packets per batch
+    max_frame = 1600                 # longest frame accepted (9216 for jumbo)
+
+    [[port]]
+    name = "p1"                      # used for output file names
+    ofport = 1                       # OpenFlow port number (in_port, output:)
+    type = "pcap"
+    input = "../fixtures/pcaps/x.pcap"   # default input, relative to this file
+
+Loading checks everything: an unknown key, a missing key, a value of the
+wrong type or range, a duplicate port name or number, a missing file.
+Each error names the file, the line (found by reading the text) and the key.
+The schema is plain data: later port types add entries to PORT_TYPES.
+"""
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from softdpu.batch import DEFAULT_MAX_FRAME, DEFAULT_SIZE
+from softdpu.errors import ConfigError
+
+OFPP_MAX = 0xFF00  # OpenFlow 1.0 port numbers 1..0xfeff are physical/logical ports
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # fits an interface name
+
+# key -> (type, description); checked in this order.
+PIPELINE_KEYS = {
+    "name": (str, "a pipeline name"),
+    "flows": (str, "the .flows file, relative to the pipeline file"),
+    "batch": (int, "packets per batch, 1..65536"),
+    "max_frame": (int, "longest frame in bytes, 60..65535"),
+}
+PORT_COMMON = {
+    "name": (str, "a port name (letters, digits, _ . -, at most 15 characters)"),
+    "ofport": (int, f"an OpenFlow port number, 1..{OFPP_MAX - 1}"),
+    "type": (str, "a port type"),
+}
+PORT_TYPES = {
+    "pcap": {"input": (str, "a capture file (pcap or pcapng), relative to the pipeline file")},
+}
+
+
+@dataclass
+class PortConfig:
+    name: str
+    ofport: int
+    type: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    path: Path
+    name: str
+    flows: Path
+    batch: int = DEFAULT_SIZE
+    max_frame: int = DEFAULT_MAX_FRAME
+    ports: list = field(default_factory=list)
+
+    def port(self, name):
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+class _Locator:
+    """Finds the line of a key in the TOML text, for error messages."""
+
+    def __init__(self, text):
+        self.lines = text.splitlines()
+
+    def line(self, table, index=None, key=None):
+        """Line of `key` in [table] (or the index-th [[table]]), or of the header."""
+        header = re.compile(r"^\s*\[\[\s*%s\s*\]\]" % re.escape(table) if index is not None
+                            else r"^\s*\[\s*%s\s*\]" % re.escape(table))
+        seen, start = -1, None
+        for n, text in enumerate(self.lines):
+            if header.match(text):
+                seen += 1
+                if index is None or seen == index:
+                    start = n
+                    break
+        if start is None:
+            return None
+        if key is None:
+            return start + 1
+        keyre = re.compile(r"^\s*%s\s*=" % re.escape(key))
+        for n in range(start + 1, len(self.lines)):
+            if re.match(r"^\s*\[", self.lines[n]):
+                break
+            if keyre.match(self.lines[n]):
+                return n + 1
+        return start + 1
+
+
+def load(path):
+    """Read and validate a pipeline file; returns a PipelineConfig or raises ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, "file", "no such pipeline file") from None
+    except OSError as e:
+        raise ConfigError(path, "file", f"cannot read: {e.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError(path, "toml", f"not valid TOML: {e}", int(m.group(1)) if m else None) from None
+    return _validate(path, doc, _Locator(text))
+
+
+def _check(path, where, key, value, kind, expected):
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(path, key, f"expected {expected}, got {value!r}", where)
+    return value
+
+
+def _unknown(path, loc_line, table, known, got):
+    for key in got:
+        if key not in known:
+            raise ConfigError(path, f"{table}.{key}",
+                              f"unknown key; expected one of: {', '.join(sorted(known))}",
+                              loc_line(key))
+
+
+def _validate(path, doc, loc):
+    base = path.parent
+    _unknown(path, lambda k: loc.line(k) if k in ("pipeline", "port") else None, "",
+             {"pipeline", "port"}, doc)
+    pipe = doc.get("pipeline")
+    if not isinstance(pipe, dict):
+        raise ConfigError(path, "pipeline", "missing [pipeline] table")
+    _unknown(path, lambda k: loc.line("pipeline", key=k), "pipeline", PIPELINE_KEYS, pipe)
+    for key, (kind, expected) in PIPELINE_KEYS.items():
+        if key in pipe:
+            _check(path, loc.line("pipeline", key=key), f"pipeline.{key}", pipe[key], kind, expected)
+    if "flows" not in pipe:
+        raise ConfigError(path, "pipeline.flows", "missing; expected " + PIPELINE_KEYS["flows"][1],
+                          loc.line("pipeline"))
+    flows = (base / pipe["flows"]).resolve()
+    if not flows.is_file():
+        raise ConfigError(path, "pipeline.flows", f"no such file: {flows}", loc.line("pipeline", key="flows"))
+    cfg = PipelineConfig(path=path, name=pipe.get("name", path.stem), flows=flows)
+    if "batch" in pipe:
+        if not 1 <= pipe["batch"] <= 65536:
+            raise ConfigError(path, "pipeline.batch", f"expected 1..65536, got {pipe['batch']}",
+                              loc.line("pipeline", key="batch"))
+        cfg.batch = pipe["batch"]
+    if "max_frame" in pipe:
+        if not 60 <= pipe["max_frame"] <= 65535:
+            raise ConfigError(path, "pipeline.max_frame", f"expected 60..65535, got {pipe['max_frame']}",
+                              loc.line("pipeline", key="max_frame"))
+        cfg.max_frame = pipe["max_frame"]
+
+    ports = doc.get("port", [])
+    if not isinstance(ports, list) or not ports:
+        raise ConfigError(path, "port", "expected at least one [[port]] table", loc.line("port", 0))
+    names, numbers = {}, {}
+    for i, p in enumerate(ports):
+        cfg.ports.append(_port(path, base, i, p, loc, names, numbers))
+    return cfg
+
+
+def _port(path, base, i, p, loc, names, numbers):
+    line = lambda k=None: loc.line("port", i, k)  # noqa: E731
+    for key, (kind, expected) in PORT_COMMON.items():
+        if key not in p:
+            raise ConfigError(path, f"port[{i}].{key}", f"missing; expected {expected}", line())
+        _check(path, line(key), f"port[{i}].{key}", p[key], kind, expected)
+    name, ofport, ptype = p["name"], p["ofport"], p["type"]
+    if not NAME_RE.match(name):
+        raise ConfigError(path, f"port[{i}].name", f"expected {PORT_COMMON['name'][1]}, got {name!r}", line("name"))
+    if not 1 <= ofport < OFPP_MAX:
+        raise ConfigError(path, f"port[{i}].ofport", f"expected 1..{OFPP_MAX - 1}, got {ofport}", line("ofport"))
+    if ptype not in PORT_TYPES:
+        raise ConfigError(path, f"port[{i}].type",
+                          f"unknown port type {ptype!r}; expected one of: {', '.join(sorted(PORT_TYPES))}",
+                          line("type"))
+    if name in names:
+        raise ConfigError(path, f"port[{i}].name", f"duplicate port name {name!r} (also port[{names[name]}])",
+                          line("name"))
+    if ofport in numbers:
+        raise ConfigError(path, f"port[{i}].ofport",
+                          f"duplicate port number {ofport} (also port[{numbers[ofport]}])", line("ofport"))
+    names[name], numbers[ofport] = i, i
+    schema = PORT_TYPES[ptype]
+    known = {**PORT_COMMON, **schema}
+    for key in p:
+        if key not in known:
+            raise ConfigError(path, f"port[{i}].{key}",
+                              f"unknown key for a {ptype} port; expected one of: {', '.join(sorted(known))}",
+                              line(key))
+    options = {}
+    for key, (kind, expected) in schema.items():
+        if key in p:
+            options[key] = _check(path, line(key), f"port[{i}].{key}", p[key], kind, expected)
+    if ptype == "pcap" and "input" in options:
+        f = (base / options["input"]).resolve()
+        if not f.is_file():
+            raise ConfigError(path, f"port[{i}].input", f"no such file: {f}", line("input"))
+        options["input"] = f
+    return PortConfig(name, ofport, ptype, options)

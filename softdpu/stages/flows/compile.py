@@ -1,0 +1,72 @@
+"""Flow rules compiled into arrays the kernels read.
+
+Rules are sorted by (table, priority descending, file order), so within a
+table the first rule that matches is the one Open vSwitch would pick among
+non-overlapping priorities, and equal priorities resolve deterministically
+(first in the file wins).  Each rule becomes:
+
+  mask[r], value[r]   uint64[KEY_WORDS]: matches when key & mask == value
+  act[r]              (first, count) into ops, the flat action program
+  ops[k]              (opcode, argument) pairs, interpreted by actions.py
+
+The flow-table issue swaps the linear lookup for a tuple-space classifier
+over these same arrays; the action program grows new opcodes.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from softdpu.key import FIELDS, KEY_WORDS
+
+# opcodes
+OP_OUTPUT = 1
+OP_DROP = 2
+
+N_TABLES = 255
+
+
+@dataclass
+class FlowProgram:
+    rules: list                 # Rules in compiled order
+    mask: np.ndarray            # uint64[R, KEY_WORDS]
+    value: np.ndarray           # uint64[R, KEY_WORDS]
+    table_bounds: np.ndarray    # int64[N_TABLES, 2]: rows [lo, hi) of each table
+    act: np.ndarray             # int64[R, 2]: (first op, number of ops)
+    ops: np.ndarray             # int64[K, 2]: (opcode, argument)
+    n_packets: np.ndarray       # int64[R]
+    n_bytes: np.ndarray         # int64[R]
+
+
+def _place(mask, value, r, name, v, m):
+    f = FIELDS[name]
+    mask[r, f.word] |= np.uint64(m << f.shift)
+    value[r, f.word] |= np.uint64((v & m) << f.shift)
+
+
+def compile_rules(rules):
+    """Rules (from syntax.parse_*) -> FlowProgram."""
+    order = sorted(range(len(rules)), key=lambda i: (rules[i].table, -rules[i].priority, i))
+    ordered = [rules[i] for i in order]
+    n = len(ordered)
+    mask = np.zeros((max(n, 1), KEY_WORDS), np.uint64)
+    value = np.zeros((max(n, 1), KEY_WORDS), np.uint64)
+    act = np.zeros((max(n, 1), 2), np.int64)
+    ops = []
+    bounds = np.zeros((N_TABLES, 2), np.int64)
+    for r, rule in enumerate(ordered):
+        for name, (v, m) in rule.match.items():
+            _place(mask, value, r, name, v, m)
+        act[r] = (len(ops), len(rule.actions))
+        for a in rule.actions:
+            if a.name == "output":
+                ops.append((OP_OUTPUT, a.arg))
+            elif a.name == "drop":
+                ops.append((OP_DROP, 0))
+            else:  # syntax.ACTIONS and this list grow together
+                raise AssertionError(f"no opcode for action {a.name}")
+    for t in range(N_TABLES):
+        rows = [r for r, rule in enumerate(ordered) if rule.table == t]
+        bounds[t] = (rows[0], rows[-1] + 1) if rows else (0, 0)
+    ops_arr = np.array(ops, np.int64).reshape(-1, 2) if ops else np.zeros((1, 2), np.int64)
+    return FlowProgram(ordered, mask, value, bounds, act, ops_arr,
+                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64))

@@ -1,0 +1,80 @@
+"""Counters of a pipeline run: per-port rx/tx packets and bytes, drops per reason.
+
+`account` is one kernel call per batch, after the flow tables: it counts
+every received row on its in_port, every tx entry on its port, and every
+dropped row under its reason, so `rx == left + dropped` always holds
+(a packet that leaves through several ports counts once in `left`).
+"""
+import numpy as np
+
+from softdpu import drops
+from softdpu._jit import njit
+from softdpu.batch import M_DROP, M_IN_PORT, M_LEN, M_WIRE_LEN
+
+
+@njit
+def account(meta, n, tx, n_tx, port_index, counters, drop_counts, sent):
+    """counters[k] = (rx_pkts, rx_bytes, tx_pkts, tx_bytes) of port index k; returns packets that left."""
+    for i in range(n):
+        sent[i] = 0
+        k = port_index[meta[i, M_IN_PORT]]
+        if k >= 0:
+            counters[k, 0] += 1
+            counters[k, 1] += meta[i, M_WIRE_LEN]
+        drop_counts[meta[i, M_DROP]] += 1
+    for j in range(n_tx):
+        i = tx[j, 0]
+        k = port_index[tx[j, 1]]
+        counters[k, 2] += 1
+        counters[k, 3] += meta[i, M_LEN]
+        sent[i] = 1
+    left = 0
+    for i in range(n):
+        left += sent[i]
+    return left
+
+
+class Stats:
+    """Counters for the ports of one pipeline (in config order)."""
+
+    def __init__(self, ports, batch_size):
+        self.ports = ports
+        self.counters = np.zeros((len(ports), 4), np.int64)
+        self.drops = np.zeros(drops.N_REASONS, np.int64)
+        self.left = 0
+        self._sent = np.zeros(batch_size, np.int64)
+
+    def add(self, batch, port_index):
+        self.left += account(batch.meta, batch.n, batch.tx, batch.n_tx, port_index,
+                             self.counters, self.drops, self._sent)
+
+    @property
+    def rx(self):
+        return int(self.counters[:, 0].sum())
+
+    @property
+    def dropped(self):
+        return int(self.drops[1:].sum())
+
+    def port(self, name):
+        k = [p.name for p in self.ports].index(name)
+        rxp, rxb, txp, txb = (int(v) for v in self.counters[k])
+        return dict(rx_packets=rxp, rx_bytes=rxb, tx_packets=txp, tx_bytes=txb)
+
+    def drop_counts(self):
+        """{reason name: count} for the reasons that occurred."""
+        return {drops.NAMES[c]: int(v) for c, v in enumerate(self.drops) if c and v}
+
+    def table(self):
+        """The run summary as text lines."""
+        rows = [("port", "ofport", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes")]
+        for p, c in zip(self.ports, self.counters):
+            rows.append((p.name, str(p.ofport), *(str(int(v)) for v in c)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        lines.append("")
+        lines.append(f"received {self.rx}, left {self.left}, dropped {self.dropped}")
+        for name, v in self.drop_counts().items():
+            lines.append(f"  drop {name:<22} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
+        return lines
