@@ -34,6 +34,7 @@ def build_parser():
 
 
 def cmd_run(args, out):
+    t_start = time.perf_counter()
     from softdpu import config
     from softdpu.pipeline import Dpu
 
@@ -60,7 +61,8 @@ def cmd_run(args, out):
     for line in stats.table():
         print(line, file=out)
     rate = stats.rx / dt / 1e6 if dt > 0 else 0.0
-    print(f"{stats.rx} packets in {dt:.3f} s ({rate:.2f} Mpps); outputs in {out_dir}/", file=out)
+    print(f"{stats.rx} packets in {dt:.3f} s ({rate:.2f} Mpps) after {t0 - t_start:.2f} s of set-up "
+          f"(loading compiled kernels); outputs in {out_dir}/", file=out)
     return 0
 
 

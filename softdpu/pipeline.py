@@ -35,6 +35,7 @@ class Dpu:
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=self.flows.max_outputs)
         self.parse = Parse()
         self.stats = Stats(cfg.ports, cfg.batch)
+        self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
     @classmethod
     def load(cls, path):

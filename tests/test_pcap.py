@@ -5,7 +5,6 @@ by hand with struct for what those tools do not write (big-endian, several
 interfaces and resolutions, SPB, damage).
 """
 import random
-import shutil
 import struct
 import subprocess
 import tracemalloc
@@ -13,6 +12,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from conftest import need_tool
 from hypothesis import HealthCheck, given, settings, strategies as hst
 from scapy.all import ARP, IP, TCP, UDP, Ether, IPv6, Raw, rdpcap, wrpcap
 from scapy.utils import wrpcapng
@@ -183,8 +183,8 @@ def test_roundtrip_scapy_microseconds_byte_identical(tmp_path):
     assert (w.packets, w.bytes) == (len(SIZES), sum(SIZES))
     assert dst.read_bytes() == raw
     assert len(rdpcap(str(dst))) == len(SIZES)
-    if shutil.which("tshark"):
-        assert tshark_count(dst) == len(SIZES)
+    need_tool("tshark")
+    assert tshark_count(dst) == len(SIZES)
 
 
 def test_roundtrip_nanoseconds_byte_identical(tmp_path):
@@ -206,8 +206,8 @@ def test_roundtrip_nanoseconds_byte_identical(tmp_path):
     assert recs2 == recs
     write_all(dst, recs2, nanosecond=True, max_frame=9216)
     assert dst.read_bytes() == src.read_bytes()
-    if shutil.which("tshark"):
-        assert tshark_count(dst) == len(pkts)
+    need_tool("tshark")
+    assert tshark_count(dst) == len(pkts)
 
 
 @pytest.mark.parametrize("ns", [False, True])
@@ -234,16 +234,16 @@ def test_pcapng_from_scapy_and_editcap(tmp_path):
     wrpcapng(str(ng), pkts)
     got, r, warns = read_all(ng, size=2)
     assert got == want and r.linktype == 1 and warns == []
-    if shutil.which("editcap"):
-        for nano in (False, True):
-            srcn = src
-            if nano:
-                srcn = tmp_path / "in_ns.pcap"
-                wrpcap(str(srcn), pkts, nano=True)
-            conv = tmp_path / f"editcap{nano}.pcapng"
-            subprocess.run(["editcap", "-F", "pcapng", str(srcn), str(conv)], check=True)
-            got, r, _ = read_all(conv)
-            assert got == want and r.nanosecond == nano
+    need_tool("editcap")
+    for nano in (False, True):
+        srcn = src
+        if nano:
+            srcn = tmp_path / "in_ns.pcap"
+            wrpcap(str(srcn), pkts, nano=True)
+        conv = tmp_path / f"editcap{nano}.pcapng"
+        subprocess.run(["editcap", "-F", "pcapng", str(srcn), str(conv)], check=True)
+        got, r, _ = read_all(conv)
+        assert got == want and r.nanosecond == nano
 
 
 def test_pcapng_interfaces_resolutions_sections_and_skipped_blocks(tmp_path):
@@ -503,8 +503,8 @@ def test_writer_flushes_big_outputs_and_rejects_bad_entries(tmp_path):
     got, _, _ = read_all(path)
     assert len(got) == 768 and all(x[0] == frame[:-1] + bytes([k % 256])
                                    for k, x in enumerate(got))
-    if shutil.which("tshark"):
-        assert tshark_count(path) == 768
+    need_tool("tshark")
+    assert tshark_count(path) == 768
     b.tx[5] = (9999, 1)
     with PcapWriter(tmp_path / "bad.pcap") as w, pytest.raises(ValueError, match="tx entry 5"):
         w.write_tx(b, 1)

@@ -1,0 +1,117 @@
+"""softdpu's benchmark suite for the core: parser, pcap ports, `softdpu run` end to end.
+
+    python bench/run.py [--packets 1000000] [--json]
+
+  parse        Parse.run on hot 256-packet batches of a realistic mix (call
+               overhead included), median of repeats
+  pcap_read    libpcap reader alone, 64-byte frames
+  pcap_rw      reader + writer, 64-byte frames
+  run_e2e      pipelines/l2-passthrough through Dpu.run_pcaps: 1M 64-byte
+               IPv4/UDP frames (many flows), file in, parse, flow tables,
+               file out; best of 3, kernels warm (numba cache loaded)
+  run_cli      the same as one `softdpu run` process, wall clock, including
+               interpreter start and loading the cached kernels
+
+Results and the command go in bench/RESULTS.md by hand, with the date and machine.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from parse_bench import bench_parse  # noqa: E402
+from pcap_bench import bench_pcap  # noqa: E402
+
+
+def udp_pcap(path, n, size=64, flows=4096, t0=1_700_000_000):
+    """A libpcap file of n valid Ethernet/IPv4/UDP frames of `size` bytes over `flows` flows."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    head = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / IP(src="10.0.0.1", dst="10.0.0.2", len=size - 14)
+                 / UDP(sport=1, dport=5000, len=size - 34, chksum=0))
+    frame = np.frombuffer(head + bytes(size - len(head)), np.uint8)
+    rec = np.dtype([("sec", "<u4"), ("usec", "<u4"), ("incl", "<u4"), ("orig", "<u4"),
+                    ("frame", "u1", (size,))])
+    recs = np.zeros(n, rec)
+    i = np.arange(n, dtype=np.int64)
+    recs["sec"] = t0 + i // 1_000_000
+    recs["usec"] = i % 1_000_000
+    recs["incl"] = recs["orig"] = size
+    recs["frame"] = frame
+    sport = (1024 + i % flows).astype(">u2")
+    recs["frame"][:, 34:36] = sport.view(np.uint8).reshape(n, 2)
+    with open(path, "wb") as f:
+        f.write(np.array([0xA1B2C3D4], "<u4").tobytes() + np.array([2, 4], "<u2").tobytes()
+                + np.array([0, 0, 65535, 1], "<u4").tobytes())
+        recs.tofile(f)
+
+
+def bench_run(n, size=64, repeat=3):
+    from softdpu.pipeline import Dpu
+
+    pipeline = ROOT / "pipelines" / "l2-passthrough.toml"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.pcap"
+        udp_pcap(src, n, size)
+        warm = Path(tmp) / "warm.pcap"
+        udp_pcap(warm, 1000, size)
+        Dpu.load(pipeline).run_pcaps({"p1": warm}, Path(tmp) / "w")
+        best = float("inf")
+        for _ in range(repeat):
+            dpu = Dpu.load(pipeline)
+            t = time.perf_counter()
+            stats = dpu.run_pcaps({"p1": src}, Path(tmp) / "out")
+            best = min(best, time.perf_counter() - t)
+            if stats.port("p2")["tx_packets"] != n:
+                raise AssertionError(f"expected {n} packets out, got {stats.port('p2')}")
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "softdpu.cli", "run", str(pipeline), "--in", f"p1={src}",
+                        "--out-dir", str(Path(tmp) / "cli"), "--no-progress"],
+                       check=True, stdout=subprocess.DEVNULL)
+        cli = time.perf_counter() - t
+    return {"run_e2e_mpps": n / best / 1e6, "run_e2e_ns_per_pkt": best / n * 1e9,
+            "run_e2e_gbps": n * size * 8 / best / 1e9, "run_cli_mpps": n / cli / 1e6,
+            "run_cli_seconds": cli}
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res = {"date": time.strftime("%Y-%m-%d"), "machine": machine()}
+    res.update({f"parse_{k}": v for k, v in bench_parse().items()})
+    res.update(bench_pcap(n=args.packets))
+    res.update(bench_run(args.packets))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return
+    print(f"{res['date']}  {res['machine']}")
+    print(f"parse (hot 256-batches)      {res['parse_mpps']:8.1f} Mpps  {res['parse_ns_per_pkt']:6.1f} ns/pkt")
+    print(f"pcap read, 64 B              {res['pcap_read']:8.1f} Mpps")
+    print(f"pcap read+write, 64 B        {res['pcap_read_write']:8.1f} Mpps")
+    print(f"softdpu run e2e, 64 B        {res['run_e2e_mpps']:8.2f} Mpps  {res['run_e2e_ns_per_pkt']:6.1f} ns/pkt"
+          f"  {res['run_e2e_gbps']:.2f} Gbps")
+    print(f"softdpu run CLI process      {res['run_cli_mpps']:8.2f} Mpps  ({res['run_cli_seconds']:.2f} s wall)")
+
+
+if __name__ == "__main__":
+    main()
