@@ -42,6 +42,11 @@ PORT_COMMON = {
     "ofport": (int, f"an OpenFlow port number, 1..{OFPP_MAX - 1}"),
     "type": (str, "a port type"),
 }
+# optional on every port type: its VLAN mode for the `normal` action
+PORT_VLAN = {
+    "tag": (int, "an access VLAN, 0..4095"),
+    "trunks": (list, "a list of VLANs 0..4095 carried by this trunk port"),
+}
 PORT_TYPES = {
     "pcap": {"input": (str, "a capture file (pcap or pcapng), relative to the pipeline file")},
 }
@@ -194,13 +199,13 @@ def _port(path, base, i, p, loc, names, numbers):
                           f"duplicate port number {ofport} (also port[{numbers[ofport]}])", line("ofport"))
     names[name], numbers[ofport] = i, i
     schema = PORT_TYPES[ptype]
-    known = {**PORT_COMMON, **schema}
+    known = {**PORT_COMMON, **PORT_VLAN, **schema}
     for key in p:
         if key not in known:
             raise ConfigError(path, f"port[{i}].{key}",
                               f"unknown key for a {ptype} port; expected one of: {', '.join(sorted(known))}",
                               line(key))
-    options = {}
+    options = _vlan_options(path, i, p, line)
     for key, (kind, expected) in schema.items():
         if key in p:
             options[key] = _check(path, line(key), f"port[{i}].{key}", p[key], kind, expected)
@@ -210,3 +215,21 @@ def _port(path, base, i, p, loc, names, numbers):
             raise ConfigError(path, f"port[{i}].input", f"no such file: {f}", line("input"))
         options["input"] = f
     return PortConfig(name, ofport, ptype, options)
+
+
+def _vlan_options(path, i, p, line):
+    options = {}
+    for key, (kind, expected) in PORT_VLAN.items():
+        if key in p:
+            options[key] = _check(path, line(key), f"port[{i}].{key}", p[key], kind, expected)
+    if "tag" in options and "trunks" in options:
+        raise ConfigError(path, f"port[{i}].trunks", "a port is access (tag) or trunk (trunks), not both",
+                          line("trunks"))
+    if "tag" in options and not 0 <= options["tag"] <= 4095:
+        raise ConfigError(path, f"port[{i}].tag", f"expected {PORT_VLAN['tag'][1]}, got {options['tag']}",
+                          line("tag"))
+    for v in options.get("trunks", []):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 4095:
+            raise ConfigError(path, f"port[{i}].trunks", f"expected {PORT_VLAN['trunks'][1]}, got {v!r}",
+                              line("trunks"))
+    return options
