@@ -60,8 +60,9 @@ def cmd_run(args, out):
     dt = time.perf_counter() - t0
     for line in stats.table():
         print(line, file=out)
-    rate = stats.rx / dt / 1e6 if dt > 0 else 0.0
-    print(f"{stats.rx} packets in {dt:.3f} s ({rate:.2f} Mpps) after {t0 - t_start:.2f} s of set-up "
+    pps = stats.rx / dt if dt > 0 else 0.0
+    rate = f"{pps / 1e6:.2f} Mpps" if pps >= 1e5 else f"{pps:,.0f} packets/s"
+    print(f"{stats.rx} packets in {dt:.3f} s ({rate}) after {t0 - t_start:.2f} s of set-up "
           f"(loading compiled kernels); outputs in {out_dir}/", file=out)
     return 0
 
