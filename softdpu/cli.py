@@ -20,8 +20,18 @@ def _port_file(text):
     return name, path
 
 
+class _UsageError(Exception):
+    """A bad command line (argparse's complaint), reported as one line like other errors."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits; softdpu prints one `softdpu: error:` line and returns 2
+    def error(self, message):
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(prog="softdpu", description="A software DPU data plane.")
+    ap = _Parser(prog="softdpu", description="A software DPU data plane.")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run capture files through a pipeline, writing one pcap per port")
     run.add_argument("pipeline", help="the pipeline file (.toml)")
@@ -39,6 +49,10 @@ def cmd_run(args, out):
     from softdpu.pipeline import Dpu
 
     cfg = config.load(args.pipeline)
+    ports = [name for name, _ in args.inputs]
+    for name in ports:
+        if ports.count(name) > 1:
+            raise SoftdpuError(f"--in: port {name} given more than once")
     if args.batch is not None:
         if not 1 <= args.batch <= 65536:
             raise SoftdpuError(f"--batch: expected 1..65536, got {args.batch}")
@@ -69,9 +83,12 @@ def cmd_run(args, out):
 
 def main(argv=None, out=None):
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return {"run": cmd_run}[args.command](args, out)
+    except _UsageError as e:
+        print(f"softdpu: error: {e}", file=sys.stderr)
+        return 2
     except SoftdpuError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
         return 2

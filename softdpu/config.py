@@ -97,13 +97,27 @@ class _Locator:
             return None
         if key is None:
             return start + 1
-        keyre = re.compile(r"^\s*%s\s*=" % re.escape(key))
+        keyre = re.compile(r"^\s*([\"']?)%s\1\s*=" % re.escape(key))
         for n in range(start + 1, len(self.lines)):
             if re.match(r"^\s*\[", self.lines[n]):
                 break
             if keyre.match(self.lines[n]):
                 return n + 1
         return start + 1
+
+
+def _top_line(loc, key):
+    """Line of a top-level key: its [key] / [[key]] / [key.x] header, or `key =` before any header."""
+    keyre = re.escape(key)
+    for n, text in enumerate(loc.lines):
+        if re.match(r"^\s*\[\[?\s*([\"']?)%s\1\s*[\].]" % keyre, text):
+            return n + 1
+    for n, text in enumerate(loc.lines):
+        if re.match(r"^\s*\[", text):
+            break
+        if re.match(r"^\s*([\"']?)%s\1\s*[=.]" % keyre, text):
+            return n + 1
+    return None
 
 
 def load(path):
@@ -133,18 +147,21 @@ def _check(path, where, key, value, kind, expected):
 def _unknown(path, loc_line, table, known, got):
     for key in got:
         if key not in known:
-            raise ConfigError(path, f"{table}.{key}",
+            raise ConfigError(path, f"{table}.{key}" if table else key,
                               f"unknown key; expected one of: {', '.join(sorted(known))}",
                               loc_line(key))
 
 
 def _validate(path, doc, loc):
     base = path.parent
-    _unknown(path, lambda k: loc.line(k) if k in ("pipeline", "port") else None, "",
+    _unknown(path, lambda k: _top_line(loc, k), "",
              {"pipeline", "port"}, doc)
     pipe = doc.get("pipeline")
-    if not isinstance(pipe, dict):
+    if pipe is None:
         raise ConfigError(path, "pipeline", "missing [pipeline] table")
+    if not isinstance(pipe, dict):
+        raise ConfigError(path, "pipeline", f"expected a [pipeline] table, got {pipe!r}",
+                          _top_line(loc, "pipeline"))
     _unknown(path, lambda k: loc.line("pipeline", key=k), "pipeline", PIPELINE_KEYS, pipe)
     for key, (kind, expected) in PIPELINE_KEYS.items():
         if key in pipe:
@@ -169,9 +186,12 @@ def _validate(path, doc, loc):
 
     ports = doc.get("port", [])
     if not isinstance(ports, list) or not ports:
-        raise ConfigError(path, "port", "expected at least one [[port]] table", loc.line("port", 0))
+        got = "" if ports == [] else f", got {'a [port] table' if isinstance(ports, dict) else repr(ports)}"
+        raise ConfigError(path, "port", "expected at least one [[port]] table" + got, _top_line(loc, "port"))
     names, numbers = {}, {}
     for i, p in enumerate(ports):
+        if not isinstance(p, dict):
+            raise ConfigError(path, f"port[{i}]", f"expected a [[port]] table, got {p!r}", _top_line(loc, "port"))
         cfg.ports.append(_port(path, base, i, p, loc, names, numbers))
     return cfg
 

@@ -43,6 +43,10 @@ class Dpu:
 
     def process(self, batch):
         """Run the stages over one filled batch and count it."""
+        if batch.n > self.batch.size or batch.tx.shape[0] < batch.n * self.flows.max_outputs:
+            raise ValueError(f"a batch of {batch.n} packets (tx room {batch.tx.shape[0]}) is more than this "
+                             f"Dpu was sized for ({self.batch.size}, fanout {self.flows.max_outputs}); "
+                             f"use dpu.batch")
         self.parse.run(batch)
         self.flows.run(batch)
         self.stats.add(batch, self.port_index)
@@ -109,32 +113,42 @@ def _merged(readers, batch):
     """Batches from several readers, merged by timestamp.
 
     Each reader fills a staging batch of its own.  A staged packet may go
-    out once no reader that still has data could produce an earlier one:
-    its timestamp is at most the smallest "last staged timestamp" among
-    readers not yet at end of file.  Sorting is per batch with numpy; the
-    copy is one kernel call per reader.
+    out once no reader that still has data could produce one that sorts
+    before it: for every reader k not yet at end of file, its (timestamp,
+    reader) is at most (k's last staged timestamp, k), so a tie with a
+    packet k has not read yet waits when k comes first in port order.  The
+    order is then the same whatever the batch size.  A capture's own order
+    is always kept: a packet whose timestamp goes back sorts at the latest
+    timestamp before it in its file (the running maximum, `key`).  Sorting
+    is per batch with numpy; the copy is one kernel call per reader.
     """
     staged = [Batch(batch.size, batch.max_frame) for _ in readers]
+    key = [np.zeros(0, np.int64) for _ in readers]
     pos = [0] * len(readers)
     done = [False] * len(readers)
     while True:
         for j, (r, s) in enumerate(zip(readers, staged)):
             if pos[j] >= s.n and not done[j]:
+                floor = key[j][-1:]          # the running maximum so far (none at the start)
                 s.clear()
                 pos[j] = 0
                 while s.n == 0 and not r.eof:
                     r.fill(s)
                 done[j] = s.n == 0
+                key[j] = np.maximum.accumulate(np.concatenate([floor, s.meta[: s.n, M_TS]]))[len(floor):]
         live = [j for j in range(len(readers)) if pos[j] < staged[j].n]
         if not live:
             return
-        open_ = [staged[j].meta[staged[j].n - 1, M_TS] for j in live if not readers[j].eof]
-        limit = min(open_) if open_ else np.iinfo(np.int64).max
-        ts = np.concatenate([staged[j].meta[pos[j]: staged[j].n, M_TS] for j in live])
+        ts = np.concatenate([key[j][pos[j]:] for j in live])
         src = np.concatenate([np.full(staged[j].n - pos[j], j) for j in live])
         idx = np.concatenate([np.arange(pos[j], staged[j].n) for j in live])
+        ready = np.ones(len(ts), np.bool_)
+        for k in live:
+            if not readers[k].eof:
+                last = key[k][-1]
+                ready &= (ts < last) | ((ts == last) & (src <= k))
         order = np.lexsort((idx, src, ts))
-        order = order[ts[order] <= limit][: batch.size]
+        order = order[ready[order]][: batch.size]
         batch.clear()
         dst = np.arange(len(order), dtype=np.int64)
         for j in live:

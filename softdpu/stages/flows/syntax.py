@@ -19,12 +19,22 @@ from softdpu.stages.flows import values
 
 DEFAULT_PRIORITY = 32768  # OFP_DEFAULT_PRIORITY
 
+
+def _exact(parse):
+    """A parser for a field Open vSwitch does not let be masked (in_port, dl_type)."""
+    def exact(text):
+        if "/" in text:
+            raise ValueError("this field takes no mask")
+        return parse(text)
+    return exact
+
+
 # match field -> value parser returning (value, mask)
 MATCH_FIELDS = {
-    "in_port": lambda t: values.integer(t, 16),
+    "in_port": _exact(lambda t: values.integer(t, 16)),
     "dl_src": values.mac,
     "dl_dst": values.mac,
-    "dl_type": lambda t: values.integer(t, 16),
+    "dl_type": _exact(lambda t: values.integer(t, 16)),
 }
 
 # Open vSwitch words softdpu knows of but does not implement yet.
@@ -95,6 +105,7 @@ def parse_file(path):
 def parse_text(text, path="<flows>"):
     rules = []
     for n, raw in enumerate(text.splitlines(), 1):
+        raw = raw.partition("#")[0]  # as ovs-ofctl: '#' starts a comment, also after a flow
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -149,7 +160,7 @@ def _match_token(rule, token, column, error):
 
 
 def _split_actions(raw, start):
-    """Split the action list at top-level commas; yields (text, column)."""
+    """Split the action list at top-level commas or white space (as ovs-ofctl); yields (text, column)."""
     depth, begin = 0, start
     for i in range(start, len(raw) + 1):
         c = raw[i] if i < len(raw) else ","
@@ -157,7 +168,8 @@ def _split_actions(raw, start):
             depth += 1
         elif c == ")":
             depth -= 1
-        elif c == "," and depth <= 0:
+        elif depth <= 0 and (c == "," or (c in " \t" and raw[begin:i].strip()
+                                           and raw[i:].lstrip()[:1] not in ("", ","))):
             text = raw[begin:i]
             lead = len(text) - len(text.lstrip())
             yield text.strip(), begin + lead
