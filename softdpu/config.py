@@ -28,11 +28,12 @@ from softdpu.batch import DEFAULT_MAX_FRAME, DEFAULT_SIZE
 from softdpu.errors import ConfigError
 
 OFPP_MAX = 0xFF00  # OpenFlow 1.0 port numbers 1..0xfeff are physical/logical ports
+PIPELINE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a safe folder name
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # fits an interface name
 
 # key -> (type, description); checked in this order.
 PIPELINE_KEYS = {
-    "name": (str, "a pipeline name"),
+    "name": (str, "a pipeline name (letters, digits, _ . -; names the default output folder)"),
     "flows": (str, "the .flows file, relative to the pipeline file"),
     "batch": (int, "packets per batch, 1..65536"),
     "max_frame": (int, "longest frame in bytes, 60..65535"),
@@ -173,6 +174,9 @@ def _validate(path, doc, loc):
     if not flows.is_file():
         raise ConfigError(path, "pipeline.flows", f"no such file: {flows}", loc.line("pipeline", key="flows"))
     cfg = PipelineConfig(path=path, name=pipe.get("name", path.stem), flows=flows)
+    if not PIPELINE_NAME_RE.match(cfg.name):
+        raise ConfigError(path, "pipeline.name", f"expected {PIPELINE_KEYS['name'][1]}, got {cfg.name!r}",
+                          loc.line("pipeline", key="name"))
     if "batch" in pipe:
         if not 1 <= pipe["batch"] <= 65536:
             raise ConfigError(path, "pipeline.batch", f"expected 1..65536, got {pipe['batch']}",

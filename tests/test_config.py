@@ -281,3 +281,16 @@ def test_shipped_pipelines_load(pipeline):
     for p in cfg.ports:
         if "input" in p.options:
             assert p.options["input"].is_file()
+
+
+def test_pipeline_name_must_be_a_safe_folder_name(tmp_path):
+    from softdpu import config
+    from softdpu.errors import ConfigError
+
+    (tmp_path / "p.flows").write_text("actions=drop\n")
+    for bad in ("../x", "a/b", "", ".hidden"):
+        (tmp_path / "p.toml").write_text(f'[pipeline]\nname = "{bad}"\nflows = "p.flows"\n'
+                                         '[[port]]\nname = "a"\nofport = 1\ntype = "pcap"\n')
+        with pytest.raises(ConfigError) as e:
+            config.load(tmp_path / "p.toml")
+        assert "p.toml:2: pipeline.name" in str(e.value)
