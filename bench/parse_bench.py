@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from softdpu.batch import M_DROP, Batch
+from softdpu.batch import M_PARSE_ERR, Batch
 from softdpu.stages.parse import Parse
 
 
@@ -50,7 +50,7 @@ def bench_parse(batch_size=256, repeats=7, calls=2000):
         batch.append(frame, in_port=1)
     stage = Parse()
     stage.run(batch)                                   # compile or load the kernel
-    if batch.meta[: batch.n, M_DROP].any():
+    if batch.meta[: batch.n, M_PARSE_ERR].any():
         raise AssertionError("the benchmark mix should parse without drops")
     per_call = []
     for _ in range(repeats):

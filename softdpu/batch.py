@@ -44,6 +44,7 @@ M_L3 = 9         # IP / ARP header offset
 M_L4 = 10        # TCP / UDP / ICMP header offset
 M_L5 = 11        # first byte after the L4 header (tunnel / ESP header)
 M_TRACED = 12    # 1 when trace records are wanted for this packet
+M_PARSE_ERR = 13  # softdpu.drops parse_* code of a malformed packet, 0 if well formed
 M_COLS = 16      # room for later columns without changing the stride much
 
 

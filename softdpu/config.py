@@ -7,6 +7,7 @@ to the .flows file (ovs-ofctl syntax) that programs it:
     flows = "l2-passthrough.flows"   # relative to this file
     batch = 256                      # packets per batch
     max_frame = 1600                 # longest frame accepted (9216 for jumbo)
+    malformed = "forward"            # or "drop": packets with a parse error
 
     [[port]]
     name = "p1"                      # used for output file names
@@ -37,6 +38,7 @@ PIPELINE_KEYS = {
     "flows": (str, "the .flows file, relative to the pipeline file"),
     "batch": (int, "packets per batch, 1..65536"),
     "max_frame": (int, "longest frame in bytes, 60..65535"),
+    "malformed": (str, '"forward" (as Open vSwitch: fields parsed so far) or "drop"'),
 }
 PORT_COMMON = {
     "name": (str, "a port name (letters, digits, _ . -, at most 15 characters)"),
@@ -68,6 +70,7 @@ class PipelineConfig:
     flows: Path
     batch: int = DEFAULT_SIZE
     max_frame: int = DEFAULT_MAX_FRAME
+    drop_malformed: bool = False
     ports: list = field(default_factory=list)
 
     def port(self, name):
@@ -187,6 +190,12 @@ def _validate(path, doc, loc):
             raise ConfigError(path, "pipeline.max_frame", f"expected 60..65535, got {pipe['max_frame']}",
                               loc.line("pipeline", key="max_frame"))
         cfg.max_frame = pipe["max_frame"]
+    if "malformed" in pipe:
+        if pipe["malformed"] not in ("forward", "drop"):
+            raise ConfigError(path, "pipeline.malformed",
+                              f"expected {PIPELINE_KEYS['malformed'][1]}, got {pipe['malformed']!r}",
+                              loc.line("pipeline", key="malformed"))
+        cfg.drop_malformed = pipe["malformed"] == "drop"
 
     ports = doc.get("port", [])
     if not isinstance(ports, list) or not ports:

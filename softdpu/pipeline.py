@@ -33,7 +33,7 @@ class Dpu:
         self.port_index = port_index_table(ofports)
         self.flows = FlowTables.from_file(cfg.flows, ofports)
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=self.flows.max_outputs)
-        self.parse = Parse()
+        self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 

@@ -9,19 +9,24 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_IN_PORT, M_LEN, M_WIRE_LEN
+from softdpu.batch import M_DROP, M_IN_PORT, M_LEN, M_PARSE_ERR, M_WIRE_LEN
 
 
 @njit
 def account(meta, n, tx, n_tx, port_index, counters, drop_counts, sent):
-    """counters[k] = (rx_pkts, rx_bytes, tx_pkts, tx_bytes) of port index k; returns packets that left."""
+    """counters[k] = (rx_pkts, rx_bytes, tx_pkts, tx_bytes) of port index k; returns packets that left.
+
+    drop_counts[0, code]: packets dropped for that reason; drop_counts[1, code]:
+    malformed packets with that parse error (dropped or not).
+    """
     for i in range(n):
         sent[i] = 0
         k = port_index[meta[i, M_IN_PORT]]
         if k >= 0:
             counters[k, 0] += 1
             counters[k, 1] += meta[i, M_WIRE_LEN]
-        drop_counts[meta[i, M_DROP]] += 1
+        drop_counts[0, meta[i, M_DROP]] += 1
+        drop_counts[1, meta[i, M_PARSE_ERR]] += 1
     for j in range(n_tx):
         i = tx[j, 0]
         k = port_index[tx[j, 1]]
@@ -40,13 +45,15 @@ class Stats:
     def __init__(self, ports, batch_size):
         self.ports = ports
         self.counters = np.zeros((len(ports), 4), np.int64)
-        self.drops = np.zeros(drops.N_REASONS, np.int64)
+        self._reasons = np.zeros((2, drops.N_REASONS), np.int64)
+        self.drops = self._reasons[0]       # per drop reason
+        self.malformed = self._reasons[1]   # per parse error, forwarded or dropped
         self.left = 0
         self._sent = np.zeros(batch_size, np.int64)
 
     def add(self, batch, port_index):
         self.left += account(batch.meta, batch.n, batch.tx, batch.n_tx, port_index,
-                             self.counters, self.drops, self._sent)
+                             self.counters, self._reasons, self._sent)
 
     @property
     def rx(self):
@@ -65,6 +72,10 @@ class Stats:
         """{reason name: count} for the reasons that occurred."""
         return {drops.NAMES[c]: int(v) for c, v in enumerate(self.drops) if c and v}
 
+    def malformed_counts(self):
+        """{parse error name: count} of malformed packets seen (forwarded or dropped)."""
+        return {drops.NAMES[c]: int(v) for c, v in enumerate(self.malformed) if c and v}
+
     def table(self):
         """The run summary as text lines."""
         rows = [("port", "ofport", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes")]
@@ -77,4 +88,6 @@ class Stats:
         lines.append(f"received {self.rx}, left {self.left}, dropped {self.dropped}")
         for name, v in self.drop_counts().items():
             lines.append(f"  drop {name:<22} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
+        for name, v in self.malformed_counts().items():
+            lines.append(f"  malformed {name:<17} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
         return lines

@@ -92,7 +92,7 @@ def test_pipeline_that_is_not_a_table(tmp_path):
 
 def test_unknown_pipeline_key(tmp_path):
     path, err = error_of(tmp_path, HEAD + "batchsize = 3\n" + PORT1)
-    check(err, path, 3, "pipeline.batchsize", "unknown key", "batch, flows, max_frame, name")
+    check(err, path, 3, "pipeline.batchsize", "unknown key", "batch, flows, malformed, max_frame, name")
 
 
 @pytest.mark.parametrize("key, value, expected, got", [

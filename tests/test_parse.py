@@ -10,7 +10,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Dot1Q, Ether
 
 from softdpu import drops
-from softdpu.batch import (M_DROP, M_FLAGS, M_HASH, M_L2, M_L3, M_L4, M_L5, M_LEN, M_START,
+from softdpu.batch import (M_DROP, M_PARSE_ERR, M_FLAGS, M_HASH, M_L2, M_L3, M_L4, M_L5, M_LEN, M_START,
                            Batch)
 from softdpu.key import KEY_WORDS, PACKET_WORDS, get, ipv6
 from softdpu.stages import parse as P
@@ -50,7 +50,7 @@ def rel(meta_row, col):
 
 
 def describe(meta_row):
-    return f"drop={drops.NAMES[meta_row[M_DROP]]} flags={flag_names(meta_row[M_FLAGS])}"
+    return f"drop={drops.NAMES[meta_row[M_PARSE_ERR]]} flags={flag_names(meta_row[M_FLAGS])}"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_corpus_matches_scapy_field_by_field(corpus):
     meta, key = parse_frames([f for _, f in corpus])
     for (name, frame), m, k in zip(corpus, meta, key):
         fields, flags, l3, l4, l5 = oracle(frame)
-        assert m[M_DROP] == 0, (name, describe(m))
+        assert m[M_PARSE_ERR] == 0, (name, describe(m))
         for fname in SCALAR_FIELDS:
             want = 5 if fname == "in_port" else fields.get(fname, 0)
             assert get(k, fname) == want, (name, fname, hex(get(k, fname)), hex(want))
@@ -109,7 +109,7 @@ def test_corpus_spot_values(corpus):
 def assert_matches_reference(frames, meta, key, in_port=5):
     for n, (frame, m, k) in enumerate(zip(frames, meta, key)):
         r = ref.parse(frame, in_port)
-        assert m[M_DROP] == r.code, (n, frame.hex(), describe(m), drops.NAMES[r.code])
+        assert m[M_PARSE_ERR] == r.code, (n, frame.hex(), describe(m), drops.NAMES[r.code])
         if r.code:
             continue
         assert m[M_FLAGS] == r.flags, (n, frame.hex(), flag_names(m[M_FLAGS]), flag_names(r.flags))
@@ -143,7 +143,7 @@ def test_kernel_matches_reference_on_corpus(all_frames):
 def test_edge_cases(name, code, flags_set, check):
     frame = dict(edge_corpus())[name]
     meta, key = parse_frames([frame])
-    assert meta[0, M_DROP] == code, describe(meta[0])
+    assert meta[0, M_PARSE_ERR] == code, describe(meta[0])
     assert meta[0, M_FLAGS] & flags_set == flags_set, describe(meta[0])
     if check:
         assert check(key[0])
@@ -196,7 +196,7 @@ BAD_FRAMES = [
     pytest.param(frame, code, id=f"{drops.NAMES[code]}-{n}") for n, (frame, code) in enumerate(BAD_FRAMES)])
 def test_each_parse_error_has_its_code(frame, code):
     meta, _ = parse_frames([frame])
-    assert meta[0, M_DROP] == code, (drops.NAMES[code], describe(meta[0]))
+    assert meta[0, M_PARSE_ERR] == code, (drops.NAMES[code], describe(meta[0]))
     assert ref.parse(frame).code == code
 
 
@@ -210,7 +210,7 @@ def test_every_truncation_is_safe(all_frames):
         same = (meta == base_meta).all(axis=1) & (key == base_key).all(axis=1)
         bad = np.flatnonzero(~same)
         assert not bad.size, f"bytes outside the frame changed the parse of {cuts[bad[0]].hex()}"
-    drop = base_meta[:, M_DROP]
+    drop = base_meta[:, M_PARSE_ERR]
     assert set(np.unique(drop)) <= PARSE_CODES | {0}
     assert_matches_reference(cuts, base_meta, base_key)
     origin = [n for n, (_, frame) in enumerate(all_frames) for _ in range(len(frame) + 1)]
@@ -226,7 +226,7 @@ def test_every_truncation_is_safe(all_frames):
 
 def assert_sane(frames, meta, key):
     for frame, m, k in zip(frames, meta, key):
-        code = int(m[M_DROP])
+        code = int(m[M_PARSE_ERR])
         assert code == 0 or code in PARSE_CODES, frame.hex()
         assert not k[PACKET_WORDS:].any()
         if code:
@@ -315,7 +315,7 @@ def _flows(n, rng, v6):
 
 def _hashes(frames):
     meta, _ = parse_frames(frames)
-    assert not meta[:, M_DROP].any()
+    assert not meta[:, M_PARSE_ERR].any()
     return meta[:, M_HASH].astype(np.uint64)
 
 
@@ -432,3 +432,17 @@ def test_checksum_helpers_agree_with_scapy():
     want = Ether(bytes(new))[IP].chksum
     assert v4.csum_replace32(pkt[IP].chksum, 0x0A000001, 0xAC100504) == want
     assert v4.csum_replace16(0x0000, 0x0000, 0x0000) == 0x0000
+
+
+def test_malformed_packets_go_on_unless_the_stage_drops_them():
+    """As OVS, a malformed packet keeps the fields parsed before the fault; drop_malformed drops it."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    frame = bytes(Ether() / IP(len=30) / TCP(dport=80))[:44]   # IP says 10 bytes of TCP: cut short
+    for drop_malformed, dropped in ((False, 0), (True, drops.PARSE_TRUNC_L4)):
+        batch = Batch(size=1)
+        batch.append(frame)
+        Parse(drop_malformed=drop_malformed).run(batch)
+        assert batch.meta[0, M_PARSE_ERR] == drops.PARSE_TRUNC_L4
+        assert batch.meta[0, M_DROP] == dropped
+        assert get(batch.key[0], "nw_proto") == 6 and get(batch.key[0], "tp_dst") == 0

@@ -126,3 +126,21 @@ def test_example_pipelines_load():
     for p in sorted(__import__("pathlib").Path(__file__).resolve().parent.parent.glob("pipelines/*.toml")):
         cfg = config.load(p)
         assert cfg.ports and cfg.flows.is_file()
+
+
+def test_malformed_frames_forward_by_default_and_drop_on_request(tmp_path):
+    bad = udp(30)[:14 + 20 + 4]            # IP total length past the frame
+    write_pcap(tmp_path / "in.pcap", [udp(30), bad])
+    fwd = Dpu.load(make_pipeline(tmp_path, inputs={"a": "in.pcap"})).run_pcaps(out_dir=tmp_path / "f")
+    assert fwd.left == 2 and fwd.dropped == 0
+    assert fwd.malformed_counts() == {"parse_bad_ip_len": 1}
+    assert any("malformed parse_bad_ip_len" in line for line in fwd.table())
+    strict = Dpu.load(make_pipeline(tmp_path, extra='malformed = "drop"', inputs={"a": "in.pcap"}))
+    s = strict.run_pcaps(out_dir=tmp_path / "d")
+    assert s.left == 1 and s.drop_counts() == {"parse_bad_ip_len": 1}
+
+
+def test_malformed_setting_is_checked(tmp_path):
+    from softdpu.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"p.toml:4: pipeline.malformed: expected \"forward\""):
+        Dpu.load(make_pipeline(tmp_path, extra='\nmalformed = "ignore"'))

@@ -14,8 +14,11 @@ as softdpu.key describes (Open vSwitch semantics), and the meta row gets:
   M_FLAGS the F_* bits below
   M_HASH  a 32-bit symmetric flow hash (see _flow_hash)
 
-A truncated or inconsistent packet gets a parse_* code in M_DROP and parsing
-stops (key and offsets then hold what was read so far; don't rely on them).
+A truncated or inconsistent packet gets a parse_* code in M_PARSE_ERR and
+parsing stops: the key holds the fields read before the fault, as Open
+vSwitch's flow extraction does, and the packet goes on through the flow
+tables (conntrack will call it +inv).  With drop_malformed the code is also
+put in M_DROP: the packet is dropped, counted under that reason.
 Ethernet padding after the IP packet is normal (F_L2_PAD).  Fragments: the
 first fragment's L4 header is read when it fits, without length checks and
 without tunnel/ESP recognition (that needs reassembly); a later fragment has
@@ -36,7 +39,7 @@ at all, which is also what a per-packet kernel wants.
 import numpy as np
 
 from softdpu._jit import njit
-from softdpu.batch import (M_DROP, M_FLAGS, M_HASH, M_IN_PORT, M_L2, M_L3, M_L4,
+from softdpu.batch import (M_DROP, M_FLAGS, M_PARSE_ERR, M_HASH, M_IN_PORT, M_L2, M_L3, M_L4,
                            M_L5, M_LEN, M_START)
 from softdpu.drops import (PARSE_BAD_IHL, PARSE_BAD_IP_LEN, PARSE_BAD_IP_VERSION,
                            PARSE_BAD_TCP_OFF, PARSE_BAD_UDP_LEN, PARSE_TRUNC_ARP,
@@ -396,7 +399,7 @@ def _flow_hash(key, r, flags):
 
 
 @njit(alloc=False)
-def parse_batch(data, meta, key, n):
+def parse_batch(data, meta, key, n, drop_malformed):
     """Parse rows 0..n-1 of a batch in place (see the module docstring)."""
     slot = data.shape[1]
     for i in range(min(n, meta.shape[0])):
@@ -413,6 +416,7 @@ def parse_batch(data, meta, key, n):
         meta[r, M_L4] = -1
         meta[r, M_L5] = -1
         meta[r, M_HASH] = 0
+        meta[r, M_PARSE_ERR] = 0
         if start < 0 or end < start or end > slot:   # meta outside the slot: never read it
             meta[r, M_L2] = -1
             meta[r, M_FLAGS] = 0
@@ -420,14 +424,22 @@ def parse_batch(data, meta, key, n):
             continue
         code, flags = _parse_frame(data, r, start, end, meta, key)
         meta[r, M_FLAGS] = flags
+        meta[r, M_HASH] = _flow_hash(key, r, flags)
         if code:
-            meta[r, M_DROP] = code
-        else:
-            meta[r, M_HASH] = _flow_hash(key, r, flags)
+            meta[r, M_PARSE_ERR] = code
+            if drop_malformed:
+                meta[r, M_DROP] = code
 
 
 class Parse:
-    """The parse stage: fills batch.key and the parse columns of batch.meta."""
+    """The parse stage: fills batch.key and the parse columns of batch.meta.
+
+    drop_malformed: drop packets with a parse error (counted under its
+    reason) instead of passing them on with the fields that did parse.
+    """
+
+    def __init__(self, drop_malformed=False):
+        self.drop_malformed = drop_malformed
 
     def run(self, batch):
-        parse_batch(batch.data, batch.meta, batch.key, batch.n)
+        parse_batch(batch.data, batch.meta, batch.key, batch.n, self.drop_malformed)
