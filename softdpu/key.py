@@ -14,6 +14,10 @@ flow fields (lib/meta-flow.h):
   nw_frag    1 = a fragment, 2 = a later (non-first) fragment, as OVS
   tp_src/dst ports, or the ICMP/ICMPv6 type and code, as OVS
   tcp_flags  the low 12 bits of TCP's offset/flags word
+  arp_op     the whole 16-bit ARP opcode (a flow's arp_op=N, N < 256 as OVS, matches here)
+  ct_state   OVS's CS_* bits: new 0x01, est 0x02, rel 0x04, rpl 0x08, inv 0x10, trk 0x20,
+             snat 0x40, dnat 0x80
+  regN       xregN (64 bits) is reg(2N) << 32 | reg(2N+1), as OVS
 
 Word layout (bit 63 is the most significant):
 

@@ -38,7 +38,10 @@ class FlowProgram:
 
 
 def _place(mask, value, r, name, v, m):
+    """Put one key field's (value, mask) (Rule.match, softdpu.key names) into row r."""
     f = FIELDS[name]
+    if m >> f.bits or v & ~m:   # a bug in flows/fields.py, never a user error
+        raise AssertionError(f"{name}={v:#x}/{m:#x} does not fit the {f.bits}-bit key field")
     mask[r, f.word] |= np.uint64(m << f.shift)
     value[r, f.word] |= np.uint64((v & m) << f.shift)
 

@@ -4,52 +4,43 @@ One flow per line; blank lines and lines starting with '#' are skipped:
 
     [table=N,] [priority=N,] [cookie=N,] match-field[=value[/mask]], ... actions=a,b,...
 
-Fields and actions are looked up in two tables (MATCH_FIELDS and ACTIONS
-below); anything not in them is an error naming file:line:column, the token
-and what was expected, never ignored.  Fields and actions that Open vSwitch
-has but softdpu does not run yet are named as such.  The compiler
-(flows/compile.py) turns Rules into arrays; this module only reads text.
+Match keywords are split as ovs-ofctl splits them (`key=value`, `key:value`
+or `key(value)`, separated by commas or white space) and looked up in
+fields.py (the field table, how each lands in the flow key, conflicts) and
+prereqs.py (what each field needs, e.g. tp_dst needs tcp/udp/...); actions
+in ACTIONS below.  Anything not in them is an error naming
+file:line:column, the token and what was expected, never ignored.  Fields
+and actions that Open vSwitch has but softdpu does not run yet are named as
+such.  Rule.match maps softdpu.key field names to (value, mask).  The
+compiler (flows/compile.py) turns Rules into arrays; this module only reads
+text.
 """
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from softdpu.errors import FlowSyntaxError
-from softdpu.stages.flows import values
+from softdpu.stages.flows import fields, values
 
 DEFAULT_PRIORITY = 32768  # OFP_DEFAULT_PRIORITY
 
 
-def _exact(parse):
-    """A parser for a field Open vSwitch does not let be masked (in_port, dl_type)."""
-    def exact(text):
-        if "/" in text:
-            raise ValueError("this field takes no mask")
-        return parse(text)
-    return exact
+MATCH_FIELDS = fields.FIELDS           # match keyword -> fields.Spec; and fields.SHORTHANDS
 
-
-# match field -> value parser returning (value, mask)
-MATCH_FIELDS = {
-    "in_port": _exact(lambda t: values.integer(t, 16)),
-    "dl_src": values.mac,
-    "dl_dst": values.mac,
-    "dl_type": _exact(lambda t: values.integer(t, 16)),
-}
-
-# Open vSwitch words softdpu knows of but does not implement yet.
+# Open vSwitch words softdpu knows of but does not implement yet (the match
+# keywords among them are in fields.NOT_YET).
 NOT_YET = {
-    "dl_vlan", "dl_vlan_pcp", "vlan_tci", "nw_src", "nw_dst", "nw_proto", "nw_tos", "nw_ecn",
-    "nw_ttl", "nw_frag", "tp_src", "tp_dst", "tcp_flags", "icmp_type", "icmp_code", "arp_op",
-    "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "ipv6_src", "ipv6_dst", "ipv6_label",
-    "icmpv6_type", "icmpv6_code", "ip", "ipv6", "tcp", "udp", "icmp", "icmp6", "arp", "tcp6",
-    "udp6", "ct_state", "ct_zone", "ct_mark", "ct_label", "tun_id", "tun_src", "tun_dst",
-    "metadata", *[f"reg{i}" for i in range(16)], "idle_timeout", "hard_timeout",
+    "idle_timeout", "hard_timeout", "importance", "send_flow_rem", "check_overlap",
+    "reset_counts", "no_packet_counts", "no_byte_counts",
     "normal", "flood", "all", "mod_vlan_vid", "mod_vlan_pcp", "strip_vlan", "pop_vlan",
     "push_vlan", "mod_dl_src", "mod_dl_dst", "mod_nw_src", "mod_nw_dst", "mod_nw_tos",
     "mod_nw_ttl", "mod_tp_src", "mod_tp_dst", "dec_ttl", "set_field", "load", "move",
     "set_tunnel", "resubmit", "goto_table", "write_metadata", "clear_actions", "ct", "ct_clear",
 }
+
+# Counters in `ovs-ofctl dump-flows` output; ovs-ofctl skips them so that its
+# output can be read back as flows, and so does softdpu.
+DUMP_FLOWS_WORDS = {"duration", "n_packets", "n_bytes", "idle_age", "hard_age"}
 
 
 def _port_number(text):
@@ -89,9 +80,6 @@ class Rule:
         return f"{self.path}:{self.line}"
 
 
-_TOKEN = re.compile(r"[^,\s]+")
-
-
 def parse_file(path):
     """Read a .flows file into a list of Rules, in file order."""
     path = Path(path)
@@ -125,17 +113,64 @@ def parse_line(raw, path="<flows>", n=1):
     act_col = m.end()
     rule = Rule(table=0, priority=DEFAULT_PRIORITY, cookie=0, match={}, actions=[],
                 path=str(path), line=n, text=raw.strip())
-    for tok in _TOKEN.finditer(raw[: m.start() + (1 if raw[m.start()] in ", \t" else 0)]):
-        _match_token(rule, tok.group(), tok.start(), error)
+    rule.match = _match(rule, raw, m.start(), error)
     rule.actions = _actions(raw, act_col, error)
     return rule
 
 
-def _match_token(rule, token, column, error):
-    name, eq, value = token.partition("=")
+def parse_match(text, path="<match>", n=1, check_prerequisites=True):
+    """A match alone (no actions), e.g. `tcp,tp_dst=80`, -> {key field: (value, mask)}.
+
+    check_prerequisites=False keeps fields whose prerequisites are missing
+    (what the line says, before the check; for tests and explanations)."""
+    def error(column, token, message):
+        return FlowSyntaxError(path, n, column + 1, token, message)
+    rule = Rule(table=0, priority=DEFAULT_PRIORITY, cookie=0, match={}, actions=[],
+                path=str(path), line=n, text=text.strip())
+    return _match(rule, text, len(text), error, check_prerequisites)
+
+
+def _match(rule, raw, end, error, check_prerequisites=True):
+    match = fields.Match()
+    for name, value, token, column in _match_tokens(raw, end):
+        _match_token(rule, match, name, value, token, column, error)
+    try:
+        return match.finish(check_prerequisites)
+    except fields.MatchError as e:
+        raise error(e.column, e.token, str(e)) from None
+
+
+def _match_tokens(raw, end):
+    """The `key=value` words before the actions, split as ovs-ofctl does
+    (ofputil_parse_key_value): a key ends at '=', ':', '(', a comma or white
+    space; after '=' or ':' the value runs to a comma or white space, after
+    '(' to ')'.  Yields (key, value or None when there is none, token, column)."""
+    i = 0
+    while True:
+        while i < end and raw[i] in ", \t\r\n":
+            i += 1
+        if i >= end:
+            return
+        start = i
+        while i < end and raw[i] not in ":=(, \t\r\n":
+            i += 1
+        key, value = raw[start:i], None
+        if i < end and raw[i] in ":=(":
+            stop = ")" if raw[i] == "(" else ", \t\r\n"
+            j = i + 1
+            while j < end and raw[j] not in stop:
+                j += 1
+            value = raw[i + 1:j]
+            if raw[i] == "(" and j < end:
+                j += 1
+            i = j
+        yield key, value, raw[start:i], start
+
+
+def _match_token(rule, match, name, value, token, column, error):
     try:
         if name in ("table", "priority", "cookie"):
-            if not eq:
+            if value is None:
                 raise ValueError(f"expected {name}=<number>")
             bits = {"table": 8, "priority": 16, "cookie": 64}[name]
             v, mask = values.integer(value, bits)
@@ -144,17 +179,20 @@ def _match_token(rule, token, column, error):
             if name == "table" and v > 254:
                 raise ValueError("expected a table number 0..254")
             setattr(rule, name, v)
-        elif name in MATCH_FIELDS:
-            if not eq:
-                raise ValueError(f"expected {name}=<value>")
-            if name in rule.match:
-                raise ValueError(f"field {name} given twice")
-            rule.match[name] = MATCH_FIELDS[name](value)
-        elif name in NOT_YET:
+        elif fields.known(name):
+            match.add(name, value, token, column)
+        elif name in DUMP_FLOWS_WORDS and value is not None:
+            pass
+        elif name in fields.NOT_YET or name in NOT_YET:
             raise ValueError(f"match field '{name}' is not supported by softdpu yet")
+        elif "[" in name:
+            raise ValueError(f"matching a part of a field ('{name}') is not supported by softdpu yet")
         else:
-            raise ValueError(f"unknown match field '{name}'; expected one of: "
-                             + ", ".join(["table", "priority", "cookie", *MATCH_FIELDS]))
+            raise ValueError(f"unknown match field '{name}'{fields.suggest(name)}; expected one of: "
+                             + ", ".join(["table", "priority", "cookie", *fields.SHORTHANDS,
+                                          *fields.NAMES]))
+    except fields.MatchError as e:
+        raise error(e.column, e.token, str(e)) from None
     except ValueError as e:
         raise error(column, token, str(e)) from None
 
