@@ -9,14 +9,17 @@ non-overlapping priorities, and equal priorities resolve deterministically
   act[r]              (first, count) into ops, the flat action program
   ops[k]              (opcode, argument) pairs, interpreted by actions.py
 
-The flow-table issue swaps the linear lookup for a tuple-space classifier
-over these same arrays; the action program grows new opcodes.
+  tss_sub, tss_words, tss_slots
+                      the tuple-space classifier built from mask/value
+                      (one hash subtable per distinct mask and table;
+                      layout in tuple_space.py, lookup in classify.py)
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from softdpu.key import FIELDS, KEY_WORDS
+from softdpu.stages.flows import tuple_space
 
 # opcodes
 OP_OUTPUT = 1
@@ -35,6 +38,9 @@ class FlowProgram:
     ops: np.ndarray             # int64[K, 2]: (opcode, argument)
     n_packets: np.ndarray       # int64[R]
     n_bytes: np.ndarray         # int64[R]
+    tss_sub: np.ndarray         # uint64[N_TABLES + S, SUB_COLS]: table directory, subtables
+    tss_words: np.ndarray       # uint64[NW, 4]: (word, mask, hash keys) per subtable word
+    tss_slots: np.ndarray       # uint64[P]: every subtable's tags and entries
 
 
 def _place(mask, value, r, name, v, m):
@@ -71,5 +77,6 @@ def compile_rules(rules):
         rows = [r for r, rule in enumerate(ordered) if rule.table == t]
         bounds[t] = (rows[0], rows[-1] + 1) if rows else (0, 0)
     ops_arr = np.array(ops, np.int64).reshape(-1, 2) if ops else np.zeros((1, 2), np.int64)
+    tss = tuple_space.build(mask[:n], value[:n], bounds)
     return FlowProgram(ordered, mask, value, bounds, act, ops_arr,
-                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64))
+                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64), *tss)
