@@ -296,14 +296,15 @@ def test_rules_pick_outputs_and_count(dpu):
     assert prog.n_packets[[r.line for r in prog.rules].index(2)] == 2
 
 
-def test_equal_priority_first_in_file_wins_and_lines_are_kept(tmp_path):
+def test_an_identical_flow_replaces_the_earlier_one_as_in_ovs(tmp_path):
     (tmp_path / "p.flows").write_text("in_port=1,actions=output:3\nin_port=1,actions=output:2\n")
     (tmp_path / "p.toml").write_text(PIPELINE)
     dpu = Dpu.load(tmp_path / "p.toml")
     dpu.batch.clear()
     dpu.batch.append(frame("02:00:00:00:00:02"), in_port=1)
     dpu.process(dpu.batch)
-    assert dpu.batch.tx[: dpu.batch.n_tx].tolist() == [[0, 3]]
+    assert dpu.batch.tx[: dpu.batch.n_tx].tolist() == [[0, 2]]
+    assert len(dpu.flows.program.rules) == 1 and dpu.flows.program.rules[0].line == 2
 
 
 def test_a_bad_flows_file_fails_dpu_construction(tmp_path):

@@ -330,10 +330,7 @@ def test_reset_forgets_flows_and_outputs(ovs, tmp_path):
     assert ovs.outputs() == {p: [] for p in PORTS4}
 
 
-# -- known disagreements: strict xfails (they fail, on purpose, once softdpu agrees) --
-@pytest.mark.xfail(strict=True, reason="softdpu bug: of two flows with the same table, priority and match "
-                                       "the FIRST in the file wins (compile.py sorts by file order); "
-                                       "ovs-ofctl add-flows replaces the earlier flow: the LAST wins")
+# -- once disagreements, now agreements --
 def test_identical_rule_replaces_the_earlier_one(ovs, tmp_path):
     """Same table, priority and match: OpenFlow's add replaces the earlier flow (the last line wins)."""
     frame = bytes(Ether(src=MACS[0], dst=MACS[1]) / IP() / UDP())

@@ -52,8 +52,19 @@ def _place(mask, value, r, name, v, m):
     value[r, f.word] |= np.uint64((v & m) << f.shift)
 
 
+def identity(rule):
+    """What makes two flows the same flow for OpenFlow's add: table, priority and match."""
+    return rule.table, rule.priority, frozenset(rule.match.items())
+
+
 def compile_rules(rules):
-    """Rules (from syntax.parse_*) -> FlowProgram."""
+    """Rules (from syntax.parse_*) -> FlowProgram.
+
+    As `ovs-ofctl add-flows`, a flow with the same table, priority and match
+    as an earlier one replaces it: only the last of such flows is kept.
+    """
+    last = {identity(r): i for i, r in enumerate(rules)}
+    rules = [r for i, r in enumerate(rules) if last[identity(r)] == i]
     order = sorted(range(len(rules)), key=lambda i: (rules[i].table, -rules[i].priority, i))
     ordered = [rules[i] for i in order]
     n = len(ordered)

@@ -1,6 +1,6 @@
 """The flow-table stage: a .flows file, compiled, run over each batch."""
 from softdpu.stages.flows.actions import port_index_table, run_actions
-from softdpu.stages.flows.compile import compile_rules
+from softdpu.stages.flows.compile import compile_rules, identity
 from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
 from softdpu.stages.flows.syntax import parse_file
 
@@ -31,9 +31,9 @@ class FlowTables:
     def add_rules(self, rules):
         """As ovs-ofctl add-flow: a new rule replaces one with the same table, priority and match
         (its counters restart); other rules keep theirs."""
-        new = {(r.table, r.priority, _match_key(r)) for r in rules}
+        new = {identity(r) for r in rules}
         old = self.program
-        kept = [(k, r) for k, r in enumerate(old.rules) if (r.table, r.priority, _match_key(r)) not in new]
+        kept = [(k, r) for k, r in enumerate(old.rules) if identity(r) not in new]
         self.replace_rules([r for _, r in kept] + list(rules))
         at = {id(r): k for k, r in enumerate(self.program.rules)}
         for k, r in kept:
@@ -46,6 +46,3 @@ class FlowTables:
                                  p.tss_slots, p.act, p.ops, self.port_index,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation)
 
-
-def _match_key(rule):
-    return tuple(sorted(rule.match.items()))
