@@ -11,6 +11,8 @@
                file out; best of 3, kernels warm (numba cache loaded)
   run_cli      the same as one `softdpu run` process, wall clock, including
                interpreter start and loading the cached kernels
+  classifier   10k rules in 50 masks (bench/classifier_bench.py): tuple-space
+               search, flow cache missing and hitting, parse + flow tables
 
 Results and the command go in bench/RESULTS.md by hand, with the date and machine.
 """
@@ -29,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from classifier_bench import bench_classifier  # noqa: E402
 from parse_bench import bench_parse  # noqa: E402
 from pcap_bench import bench_pcap  # noqa: E402
 
@@ -101,6 +104,7 @@ def main(argv=None):
     res.update({f"parse_{k}": v for k, v in bench_parse().items()})
     res.update(bench_pcap(n=args.packets))
     res.update(bench_run(args.packets))
+    res["classifier"] = bench_classifier()
     if args.json:
         print(json.dumps(res, indent=2))
         return
@@ -111,6 +115,11 @@ def main(argv=None):
     print(f"softdpu run e2e, 64 B        {res['run_e2e_mpps']:8.2f} Mpps  {res['run_e2e_ns_per_pkt']:6.1f} ns/pkt"
           f"  {res['run_e2e_gbps']:.2f} Gbps")
     print(f"softdpu run CLI process      {res['run_cli_mpps']:8.2f} Mpps  ({res['run_cli_seconds']:.2f} s wall)")
+    c = res["classifier"]
+    for k, label in (("tss", "10k rules/50 masks, search"), ("cache_miss", "10k/50, cache missing"),
+                     ("cache_hit", "10k/50, cache hitting"), ("e2e_many", "10k/50 parse+flows 64k fl"),
+                     ("e2e_few", "10k/50 parse+flows 256 fl")):
+        print(f"{label:28s} {c[k]['mpps']:8.2f} Mpps  {c[k]['ns_per_pkt']:6.1f} ns/pkt")
 
 
 if __name__ == "__main__":
