@@ -65,3 +65,18 @@ def put32(data, row, off, value):
     """Store the low 32 bits of value big-endian at off (caller checks bounds)."""
     put16(data, row, off, value >> 16)
     put16(data, row, off + 2, value)
+
+
+@njit(alloc=False)
+def put48(data, row, off, value):
+    """Store the low 48 bits of value big-endian at off (a MAC address; caller checks bounds)."""
+    put16(data, row, off, value >> 32)
+    put32(data, row, off + 2, value)
+
+
+@njit(alloc=False)
+def put64(data, row, off, value):
+    """Store a 64-bit value (uint64) big-endian at off (caller checks bounds)."""
+    v = np.uint64(value)
+    put32(data, row, off, np.int64(v >> np.uint64(32)))
+    put32(data, row, off + 4, np.int64(v & np.uint64(0xFFFFFFFF)))
