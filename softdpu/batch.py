@@ -9,8 +9,15 @@ As VPP's vlib_buffer_t and OVS's dp_packet, turned into a struct of arrays:
   meta  int64[N, M_COLS]   per-packet metadata, one row per packet (the M_*
                            column indices below), so a kernel takes one array
   key   uint64[N, KEY_WORDS]  the parsed flow key (softdpu.key)
-  tx    int64[N * fanout, 2]  the output list: (packet index, port) pairs,
+  tx    int64[N * fanout, 2]  the output list: (row, port) pairs,
                            filled by the flow tables, drained by the ports
+  orig  uint64[N + C, PACKET_WORDS]  the packet words of each row's key as its
+                           bytes stand (the flow tables' commit scratch)
+
+Rows size..size+clones-1 of data/meta are clone rows: a packet output
+after header rewrites is copied there and rewritten (its M_ORIGIN names the
+packet row), so several outputs of one packet can each carry their own
+modifications.  A tx entry's row is a packet row or a clone row.
 
 `n` is how many rows hold packets.  Offsets in meta (M_L2..M_L5) are
 absolute positions in the slot, -1 when absent, so they stay valid when
@@ -23,7 +30,7 @@ max_frame (9216 for the usual jumbo MTU).
 """
 import numpy as np
 
-from softdpu.key import KEY_WORDS
+from softdpu.key import KEY_WORDS, PACKET_WORDS
 
 DEFAULT_SIZE = 256
 DEFAULT_MAX_FRAME = 1600
@@ -45,6 +52,7 @@ M_L4 = 10        # TCP / UDP / ICMP header offset
 M_L5 = 11        # first byte after the L4 header (tunnel / ESP header)
 M_TRACED = 12    # 1 when trace records are wanted for this packet
 M_PARSE_ERR = 13  # softdpu.drops parse_* code of a malformed packet, 0 if well formed
+M_ORIGIN = 14    # in a clone row: the packet row it is a modified copy of
 M_COLS = 16      # room for later columns without changing the stride much
 
 
@@ -57,7 +65,7 @@ def slot_size(max_frame):
 class Batch:
     """Up to `size` packets, their metadata and parsed keys."""
 
-    def __init__(self, size=DEFAULT_SIZE, max_frame=DEFAULT_MAX_FRAME, fanout=4):
+    def __init__(self, size=DEFAULT_SIZE, max_frame=DEFAULT_MAX_FRAME, fanout=4, clones=None):
         if size < 1:
             raise ValueError(f"batch size must be at least 1, got {size}")
         if not 60 <= max_frame <= 65535:
@@ -65,8 +73,11 @@ class Batch:
         self.size = size
         self.max_frame = max_frame
         self.headroom = HEADROOM
-        self.data = np.zeros((size, slot_size(max_frame)), dtype=np.uint8)
-        self.meta = np.zeros((size, M_COLS), dtype=np.int64)
+        self.clones = size if clones is None else clones
+        rows = size + self.clones
+        self.data = np.zeros((rows, slot_size(max_frame)), dtype=np.uint8)
+        self.meta = np.zeros((rows, M_COLS), dtype=np.int64)
+        self.orig = np.zeros((rows, PACKET_WORDS), dtype=np.uint64)
         self.key = np.zeros((size, KEY_WORDS), dtype=np.uint64)
         self.tx = np.zeros((size * fanout, 2), dtype=np.int64)
         self.n = 0

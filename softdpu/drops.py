@@ -27,6 +27,11 @@ REASONS = (
     ("no_match", "no flow matched (table miss, no controller)"),
     ("action_drop", "a flow's actions drop the packet (drop or no output)"),
     ("output_port_unknown", "output to a port the pipeline does not have"),
+    ("ttl_expired", "dec_ttl on a TTL/hop limit <= 1 (OVS would send it to a controller)"),
+    ("resubmit_depth", "resubmit/goto chain deeper than 64 or over 4096 resubmits (as OVS)"),
+    ("vlan_refused", "normal: the input port does not carry the frame's VLAN"),
+    ("tx_full", "no room left in the batch's tx list for a copy (raise the fanout)"),
+    ("clone_full", "no clone row left for a modified copy (raise the fanout)"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -50,6 +55,11 @@ PARSE_BAD_UDP_LEN = CODE["parse_bad_udp_len"]
 NO_MATCH = CODE["no_match"]
 ACTION_DROP = CODE["action_drop"]
 OUTPUT_PORT_UNKNOWN = CODE["output_port_unknown"]
+TTL_EXPIRED = CODE["ttl_expired"]
+RESUBMIT_DEPTH = CODE["resubmit_depth"]
+VLAN_REFUSED = CODE["vlan_refused"]
+TX_FULL = CODE["tx_full"]
+CLONE_FULL = CODE["clone_full"]
 
 
 def describe(code):

@@ -31,8 +31,9 @@ class Dpu:
         self.ports = cfg.ports
         ofports = [p.ofport for p in cfg.ports]
         self.port_index = port_index_table(ofports)
-        self.flows = FlowTables.from_file(cfg.flows, ofports)
-        self.batch = Batch(cfg.batch, cfg.max_frame, fanout=self.flows.max_outputs)
+        self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports)
+        fanout = self.flows.max_outputs
+        self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=cfg.batch * fanout)
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
@@ -122,7 +123,7 @@ def _merged(readers, batch):
     timestamp before it in its file (the running maximum, `key`).  Sorting
     is per batch with numpy; the copy is one kernel call per reader.
     """
-    staged = [Batch(batch.size, batch.max_frame) for _ in readers]
+    staged = [Batch(batch.size, batch.max_frame, fanout=1, clones=0) for _ in readers]
     key = [np.zeros(0, np.int64) for _ in readers]
     pos = [0] * len(readers)
     done = [False] * len(readers)

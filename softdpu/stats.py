@@ -9,7 +9,7 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_IN_PORT, M_LEN, M_PARSE_ERR, M_WIRE_LEN
+from softdpu.batch import M_DROP, M_IN_PORT, M_LEN, M_ORIGIN, M_PARSE_ERR, M_WIRE_LEN
 
 
 @njit
@@ -32,6 +32,8 @@ def account(meta, n, tx, n_tx, port_index, counters, drop_counts, sent):
         k = port_index[tx[j, 1]]
         counters[k, 2] += 1
         counters[k, 3] += meta[i, M_LEN]
+        if i >= n:                 # a clone row: its packet left
+            i = meta[i, M_ORIGIN]
         sent[i] = 1
     left = 0
     for i in range(n):

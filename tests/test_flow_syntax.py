@@ -120,8 +120,18 @@ BAD = [
     ("in_port=1,foo=2,actions=drop", 11, "foo=2", "unknown match field 'foo'; expected one of: table, priority"),
     ("tp_dst=80,actions=drop", 1, "tp_dst=80", "prerequisites not met: tp_dst needs tcp, udp"),
     ("icmp6,nd_target=::1,actions=drop", 7, "nd_target=::1", "match field 'nd_target' is not supported by softdpu yet"),
-    ("in_port=1,actions=normal", 19, "normal", "action 'normal' is not supported by softdpu yet"),
-    ("actions=output:2,mod_vlan_vid:5", 18, "mod_vlan_vid:5", "action 'mod_vlan_vid' is not supported"),
+    ("in_port=1,actions=ct(commit)", 19, "ct(commit)", "action 'ct' is not supported by softdpu yet"),
+    ("actions=output:2,learn(table=1)", 18, "learn(table=1)", "action 'learn' is not supported"),
+    ("table=1,actions=goto_table:1", 17, "goto_table:1", "OpenFlow only goes to a later table"),
+    ("actions=goto_table:2,output:1", 22, "output:1", "instructions come last"),
+    ("actions=mod_nw_tos:3", 9, "mod_nw_tos:3", "low two (ECN) bits zero"),
+    ("actions=set_field:10.0.0.1->nw_src", 9, "set_field:10.0.0.1->nw_src", "prerequisites not met"),
+    ("ip,actions=load:1->NXM_OF_IP_PROTO[]", 12, "load:1->NXM_OF_IP_PROTO[]", "read-only"),
+    ("actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..15]", 9,
+     "move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..15]", "source has 8 bits, destination 16"),
+    ("actions=load:0x1ffff->NXM_NX_REG0[0..15]", 9, "load:0x1ffff->NXM_NX_REG0[0..15]", "does not fit"),
+    ("actions=mod_nw_ttl:3", 9, "mod_nw_ttl:3", "prerequisites not met"),
+    ("actions=push_vlan:0x88a8", 9, "push_vlan:0x88a8", "802.1Q tags only"),
     ("in_port=x,actions=drop", 1, "in_port=x", "expected a port number (decimal) or a reserved port name"),
     ("in_port=1_0,actions=drop", 1, "in_port=1_0", "expected a port number (decimal) or a reserved port name"),
     ("in_port=0b1,actions=drop", 1, "in_port=0b1", "expected a port number (decimal) or a reserved port name"),
@@ -308,9 +318,9 @@ def test_an_identical_flow_replaces_the_earlier_one_as_in_ovs(tmp_path):
 
 
 def test_a_bad_flows_file_fails_dpu_construction(tmp_path):
-    (tmp_path / "p.flows").write_text("in_port=1,actions=output:2\nin_port=2,actions=flood\n")
+    (tmp_path / "p.flows").write_text("in_port=1,actions=output:2\nin_port=2,actions=ct(commit)\n")
     (tmp_path / "p.toml").write_text(PIPELINE)
     with pytest.raises(FlowSyntaxError) as info:
         Dpu.load(tmp_path / "p.toml")
     assert str(info.value).startswith(f"{(tmp_path / 'p.flows').resolve()}:2:19: ")
-    assert "'flood' is not supported" in str(info.value)
+    assert "'ct' is not supported" in str(info.value)

@@ -1,57 +1,234 @@
-"""The action interpreter: runs each packet's matched rule and fills the output list.
+"""The action interpreter: one kernel runs every packet through the flow tables.
 
-One kernel over the batch.  For each live packet: look up table 0, count the
-rule's packets and bytes, then interpret its ops.  OUTPUT appends a
-(packet, port) pair to the batch's tx list; a packet that ends with no
-output gets a drop reason: no_match (table miss: dropped, as Open vSwitch
-without a controller), output_port_unknown, or action_drop (explicit
-`drop`, an empty action list, or output only to its own in_port, which
-OpenFlow forbids without the in_port action).
+For each live packet: copy its parsed packet words to `orig`, look up table
+0, count the rule's packets and bytes, and interpret its ops (action_syntax.py
+lists them) with Open vSwitch's semantics:
+
+  - rewrites change the key row only; an output commits the key to a copy
+    of the packet (outputs.emit: no copy while nothing changed);
+  - resubmit(port,table) looks the table up (with in_port = port for the
+    lookup only) and runs the rule's actions, then goes on after the
+    resubmit; a miss does nothing.  goto_table continues in a later table
+    (a tail call).  Depth 64, 4096 resubmits per packet, as OVS; over that
+    the whole packet is dropped (resubmit_depth), its outputs taken back;
+  - output to the packet's in_port is skipped unless by the in_port action;
+  - dec_ttl on TTL <= 1 stops the current action list (OVS would send the
+    packet to a controller): ttl_expired when nothing left;
+  - a packet that ends with no output gets a drop reason: no_match (a table
+    miss, as OVS with no controller), output_port_unknown, ttl_expired,
+    vlan_refused (normal), tx_full/clone_full, or action_drop.
 """
 import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_IN_PORT, M_LEN
+from softdpu.batch import M_DROP, M_LEN
+from softdpu.key import PACKET_WORDS
+from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_IP_ANY,
+                                                G_IP_ANY_OR_ARP, G_IPV4, G_IPV4_OR_ARP, G_IPV6,
+                                                G_L4, G_L4_PORTS, G_NONE, G_SCTP, G_TCP, G_UDP,
+                                                G_VLAN, OP_DEC_TTL, OP_FLOOD, OP_GOTO, OP_IN_PORT,
+                                                OP_MOVE, OP_NORMAL, OP_OUTPUT, OP_POP_VLAN,
+                                                OP_PUSH_VLAN, OP_RESUBMIT, OP_SET, OP_SET_VLAN)
 from softdpu.stages.flows.classify import lookup
-from softdpu.stages.flows.compile import OP_DROP, OP_OUTPUT
+from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
+                                          S_NTX, emit, normal)
+
+MAX_DEPTH = 64
+MAX_RESUBMITS = 4096
+U16 = np.uint64(16)
+U32 = np.uint64(32)
+FFFF = np.uint64(0xFFFF)
+
+
+@njit(alloc=False, inline=True)
+def _guard(key, i, g):
+    if g == G_NONE:
+        return True
+    if g == G_VLAN:
+        return (key[i, 0] & np.uint64(0x1000)) != 0
+    t = np.int64((key[i, 0] >> U16) & FFFF)
+    p = np.int64((key[i, 2] >> np.uint64(8)) & np.uint64(0xFF))
+    ip = t == 0x0800 or t == 0x86DD
+    arp = t == 0x0806 or t == 0x8035
+    if g == G_IPV4:
+        return t == 0x0800
+    if g == G_IP_ANY:
+        return ip
+    if g == G_IPV6:
+        return t == 0x86DD
+    if g == G_ARP:
+        return arp
+    if g == G_IPV4_OR_ARP:
+        return t == 0x0800 or arp
+    if g == G_IP_ANY_OR_ARP:
+        return ip or arp
+    if g == G_L4_PORTS:
+        return ip and (key[i, 4] & np.uint64(2)) == 0
+    if g == G_TCP:
+        return ip and p == 6
+    if g == G_UDP:
+        return ip and p == 17
+    if g == G_SCTP:
+        return ip and p == 132
+    if g == G_ICMP_ANY:
+        return (t == 0x0800 and p == 1) or (t == 0x86DD and p == 58)
+    if g == G_ICMPV6:
+        return t == 0x86DD and p == 58
+    if g == G_L4:
+        return ip and (p == 6 or p == 17 or p == 132 or p == 1 or p == 58)
+    return False
+
+
+@njit(alloc=False, inline=True)
+def _bits(n):
+    if n >= 64:
+        return ~np.uint64(0)
+    return (np.uint64(1) << np.uint64(n)) - np.uint64(1)
 
 
 @njit(alloc=False)  # no reference counting around the inlined lookup (5x slower with it)
-def run_actions(meta, key, n, tx, tss_sub, tss_words, tss_slots, act, ops, port_index,
-                n_packets, n_bytes, cache, gen):
-    """Interpret the flow tables over packets 0..n-1; returns the tx list length."""
-    n_tx = 0
-    cap = tx.shape[0]
+def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
+                n_packets, n_bytes, cache, gen, trunks, macs, state, stack):
+    """Interpret the flow tables over packets 0..n-1 (clone rows from row state[S_CLONE_BASE] on).
+
+    Returns the tx list length (also in state[S_NTX])."""
+    state[S_NTX] = 0
+    state[S_CLONES] = 0
+    clone_base = state[S_CLONE_BASE]
     for i in range(n):
         if meta[i, M_DROP] != 0:
             continue
+        for w in range(PACKET_WORDS):
+            orig[i, w] = key[i, w]
         r = lookup(key, i, 0, tss_sub, tss_words, tss_slots, cache, gen)
         if r < 0:
             meta[i, M_DROP] = drops.NO_MATCH
             continue
         n_packets[r] += 1
         n_bytes[r] += meta[i, M_LEN]
+        state[S_LAST] = -1
+        tx0 = state[S_NTX]
+        clones0 = state[S_CLONES]
         reason = drops.ACTION_DROP
         sent = 0
-        for k in range(act[r, 0], act[r, 0] + act[r, 1]):
+        sp = 0
+        resubmits = 0
+        table = np.int64(0)
+        k = act[r, 0]
+        end = k + act[r, 1]
+        fatal = False
+        while True:
+            if k >= end:
+                if sp == 0:
+                    break
+                sp -= 1
+                k = stack[sp, 0]
+                end = stack[sp, 1]
+                table = stack[sp, 2]
+                continue
             op = ops[k, 0]
-            if op == OP_OUTPUT:
-                port = ops[k, 1]
-                if port_index[port] < 0:
+            a = ops[k, 1]
+            k += 1
+            if op == OP_SET:
+                if _guard(key, i, ops[k - 1, 4]):
+                    m = np.uint64(ops[k - 1, 2])
+                    key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
+            elif op == OP_OUTPUT or op == OP_IN_PORT:
+                in_port = np.int64((key[i, 0] >> U32) & FFFF)
+                port = in_port if op == OP_IN_PORT else a
+                if portinfo[P_INDEX, port] < 0:
                     reason = drops.OUTPUT_PORT_UNKNOWN
-                elif port == meta[i, M_IN_PORT]:
+                elif op == OP_OUTPUT and port == in_port:
                     pass  # OpenFlow: output to the input port needs the in_port action
-                elif n_tx < cap:
-                    tx[n_tx, 0] = i
-                    tx[n_tx, 1] = port
-                    n_tx += 1
-                    sent += 1
-            elif op == OP_DROP:
-                break
-        if sent == 0:
+                else:
+                    st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
+                    if st == 1:
+                        sent += 1
+                    else:
+                        reason = st
+            elif op == OP_FLOOD:
+                in_port = np.int64((key[i, 0] >> U32) & FFFF)
+                for q in range(portinfo[P_COUNT, 0]):
+                    port = portinfo[P_OFPORT, q]
+                    if port != in_port:
+                        st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
+                        if st == 1:
+                            sent += 1
+                        else:
+                            reason = st
+            elif op == OP_NORMAL:
+                st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs)
+                if st > 0:
+                    sent += st
+                elif st < 0:
+                    reason = -st
+            elif op == OP_RESUBMIT or op == OP_GOTO:
+                t = a if op == OP_GOTO else ops[k - 1, 2]
+                if t < 0:
+                    t = table
+                if op == OP_RESUBMIT:
+                    resubmits += 1
+                    if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
+                        fatal = True
+                        break
+                w0 = key[i, 0]
+                if op == OP_RESUBMIT and a >= 0:
+                    key[i, 0] = (w0 & ~(FFFF << U32)) | (np.uint64(a) << U32)
+                r = lookup(key, i, t, tss_sub, tss_words, tss_slots, cache, gen)
+                key[i, 0] = w0
+                if r < 0:
+                    reason = drops.NO_MATCH
+                    if op == OP_GOTO:
+                        k = end
+                    continue
+                n_packets[r] += 1
+                n_bytes[r] += meta[i, M_LEN]
+                if op == OP_RESUBMIT:
+                    stack[sp, 0] = k
+                    stack[sp, 1] = end
+                    stack[sp, 2] = table
+                    sp += 1
+                table = t
+                k = act[r, 0]
+                end = k + act[r, 1]
+            elif op == OP_SET_VLAN:
+                tci = key[i, 0] & FFFF
+                if tci & np.uint64(0x1000) == 0:
+                    key[i, 1] = (key[i, 1] & ~FFFF) | tci
+                    tci = np.uint64(0x1000)
+                tci = (tci & ~np.uint64(ops[k - 1, 2])) | np.uint64(ops[k - 1, 3])
+                key[i, 0] = (key[i, 0] & ~FFFF) | tci
+            elif op == OP_PUSH_VLAN:
+                tci = key[i, 0] & FFFF
+                key[i, 1] = (key[i, 1] & ~FFFF) | tci
+                key[i, 0] = (key[i, 0] & ~FFFF) | np.uint64(0x1000)
+            elif op == OP_POP_VLAN:
+                tci2 = key[i, 1] & FFFF
+                key[i, 1] = key[i, 1] & ~FFFF
+                key[i, 0] = (key[i, 0] & ~FFFF) | tci2
+            elif op == OP_DEC_TTL:
+                if _guard(key, i, G_IP_ANY):
+                    ttl = (key[i, 4] >> np.uint64(8)) & np.uint64(0xFF)
+                    if ttl <= np.uint64(1):
+                        reason = drops.TTL_EXPIRED
+                        k = end
+                    else:
+                        key[i, 4] -= np.uint64(0x100)
+            elif op == OP_MOVE:
+                nb = ops[k - 1, 5]
+                m = _bits(nb)
+                v = (key[i, a] >> np.uint64(ops[k - 1, 2])) & m
+                ds = np.uint64(ops[k - 1, 4])
+                dw = ops[k - 1, 3]
+                key[i, dw] = (key[i, dw] & ~(m << ds)) | (v << ds)
+        if fatal:
+            state[S_NTX] = tx0
+            state[S_CLONES] = clones0
+            meta[i, M_DROP] = drops.RESUBMIT_DEPTH
+        elif sent == 0:
             meta[i, M_DROP] = reason
-    return n_tx
+    return state[S_NTX]
 
 
 def port_index_table(ofports):

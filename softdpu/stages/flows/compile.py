@@ -7,7 +7,8 @@ non-overlapping priorities, and equal priorities resolve deterministically
 
   mask[r], value[r]   uint64[KEY_WORDS]: matches when key & mask == value
   act[r]              (first, count) into ops, the flat action program
-  ops[k]              (opcode, argument) pairs, interpreted by actions.py
+  ops[k]              (opcode, a, b, c, d, e) rows (action_syntax.py), interpreted by
+                      actions.py; values are uint64 bit patterns stored as int64
 
   tss_sub, tss_words, tss_slots
                       the tuple-space classifier built from mask/value
@@ -20,10 +21,7 @@ import numpy as np
 
 from softdpu.key import FIELDS, KEY_WORDS
 from softdpu.stages.flows import tuple_space
-
-# opcodes
-OP_OUTPUT = 1
-OP_DROP = 2
+from softdpu.stages.flows.action_syntax import OP_COLS, OP_DROP, OP_OUTPUT, encode  # noqa: F401
 
 N_TABLES = 255
 
@@ -35,7 +33,7 @@ class FlowProgram:
     value: np.ndarray           # uint64[R, KEY_WORDS]
     table_bounds: np.ndarray    # int64[N_TABLES, 2]: rows [lo, hi) of each table
     act: np.ndarray             # int64[R, 2]: (first op, number of ops)
-    ops: np.ndarray             # int64[K, 2]: (opcode, argument)
+    ops: np.ndarray             # int64[K, OP_COLS]: (opcode, a, b, c, d, e)
     n_packets: np.ndarray       # int64[R]
     n_bytes: np.ndarray         # int64[R]
     tss_sub: np.ndarray         # uint64[N_TABLES + S, SUB_COLS]: table directory, subtables
@@ -76,18 +74,14 @@ def compile_rules(rules):
     for r, rule in enumerate(ordered):
         for name, (v, m) in rule.match.items():
             _place(mask, value, r, name, v, m)
-        act[r] = (len(ops), len(rule.actions))
-        for a in rule.actions:
-            if a.name == "output":
-                ops.append((OP_OUTPUT, a.arg))
-            elif a.name == "drop":
-                ops.append((OP_DROP, 0))
-            else:  # syntax.ACTIONS and this list grow together
-                raise AssertionError(f"no opcode for action {a.name}")
+        rows = encode(rule.actions)
+        act[r] = (len(ops), len(rows))
+        ops += rows
     for t in range(N_TABLES):
         rows = [r for r, rule in enumerate(ordered) if rule.table == t]
         bounds[t] = (rows[0], rows[-1] + 1) if rows else (0, 0)
-    ops_arr = np.array(ops, np.int64).reshape(-1, 2) if ops else np.zeros((1, 2), np.int64)
+    ops_arr = (np.array([[v & 0xFFFFFFFFFFFFFFFF for v in row] for row in ops], np.uint64).view(np.int64)
+               if ops else np.zeros((1, OP_COLS), np.int64))
     tss = tuple_space.build(mask[:n], value[:n], bounds)
     return FlowProgram(ordered, mask, value, bounds, act, ops_arr,
                        np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64), *tss)

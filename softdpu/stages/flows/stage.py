@@ -1,29 +1,78 @@
 """The flow-table stage: a .flows file, compiled, run over each batch."""
-from softdpu.stages.flows.actions import port_index_table, run_actions
+import numpy as np
+
+from softdpu.stages.flows import action_syntax
+from softdpu.stages.flows.actions import MAX_DEPTH, port_index_table, run_actions
 from softdpu.stages.flows.compile import compile_rules, identity
 from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
+from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_AGING, S_CLONE_BASE,
+                                          S_COLS, S_LOST_CLONE, S_LOST_COMMIT, S_LOST_TX, S_MAX_MACS)
 from softdpu.stages.flows.syntax import parse_file
+from softdpu.stages.l2 import DEFAULT_AGING_S, DEFAULT_MAX_ENTRIES, MacTable, port_vlan_arrays
+
+
+class _Port:
+    def __init__(self, ofport):
+        self.ofport, self.options = ofport, {}
 
 
 class FlowTables:
-    """Owns the compiled program, its counters and the flow cache; `run(batch)` fills batch.tx."""
+    """Owns the compiled program, its counters, the flow cache and `normal`'s MAC table;
+    `run(batch)` fills batch.tx.
 
-    def __init__(self, rules, ofports, cache_entries=DEFAULT_ENTRIES):
+    ports: PortConfigs (their `tag`/`trunks` options set VLAN modes for normal) or plain
+    OpenFlow port numbers (trunks carrying every VLAN)."""
+
+    def __init__(self, rules, ofports=None, cache_entries=DEFAULT_ENTRIES, ports=None,
+                 mac_table_size=DEFAULT_MAX_ENTRIES, mac_aging=DEFAULT_AGING_S):
+        if ports is None:
+            ports = [_Port(p) for p in ofports]
+        self.ports = list(ports)
+        ofports = [p.ofport for p in self.ports]
         self.program = compile_rules(rules)
         self.port_index = port_index_table(ofports)
         self.cache = FlowCache(cache_entries)
-        # most tx entries one packet can make: sizes the batch's tx list
-        self.max_outputs = max([sum(a.name == "output" for a in r.actions) for r in rules] + [1])
+        tag, self.trunks = port_vlan_arrays(self.ports)
+        self.portinfo = np.full((4, 65536), -1, np.int64)
+        self.portinfo[P_INDEX] = self.port_index
+        self.portinfo[P_OFPORT, : len(ofports)] = ofports
+        self.portinfo[P_TAG, : len(ofports)] = tag
+        self.portinfo[P_COUNT, 0] = len(ofports)
+        self.macs = MacTable(mac_table_size, mac_aging)
+        self.state = np.zeros(S_COLS, np.int64)
+        self.state[S_AGING] = self.macs.aging
+        self.state[S_MAX_MACS] = self.macs.max_entries
+        self.stack = np.zeros((MAX_DEPTH + 1, 3), np.int64)
+        # most tx entries one packet can make: sizes the batch's tx list and clone rows
+        # (output/in_port: one; normal/flood/all: every port)
+        def outputs(actions):
+            return sum(1 if a.name in ("output", "in_port") else len(ofports)
+                       for a in actions if a.name in ("output", "in_port", "normal", "flood", "all"))
+        self.max_outputs = max([outputs(r.actions) for r in rules] + [1])
+        if any(a.name in ("resubmit", "goto_table") for r in rules for a in r.actions):
+            # a chain can run a rule's outputs several times: a generous bound, counted if exceeded
+            total = sum(outputs(r.actions) for r in rules)
+            self.max_outputs = min(64, max(self.max_outputs, total) * 4)
 
     @classmethod
-    def from_file(cls, path, ofports):
-        return cls(parse_file(path), ofports)
+    def from_file(cls, path, ofports=None, ports=None, **kw):
+        return cls(parse_file(path), ofports, ports=ports, **kw)
+
+    @property
+    def mac_counters(self):
+        return self.state[:5]
+
+    def lost_copies(self):
+        """Copies of packets that could not be sent for want of room (the packet may have left
+        through another copy): {reason: count}."""
+        return {"tx_full": int(self.state[S_LOST_TX]), "clone_full": int(self.state[S_LOST_CLONE]),
+                "commit_failed": int(self.state[S_LOST_COMMIT])}
 
     def replace_rules(self, rules):
         """Run `rules` from now on: recompile (counters start at 0) and invalidate the flow cache.
 
         The batch's tx list was sized for the old rules' max_outputs; a rule
-        with more outputs than that has the extra copies cut.
+        with more outputs than that has the extra copies cut (counted tx_full).
         """
         self.program = compile_rules(rules)
         self.cache.invalidate()
@@ -42,7 +91,9 @@ class FlowTables:
 
     def run(self, batch):
         p = self.program
-        batch.n_tx = run_actions(batch.meta, batch.key, batch.n, batch.tx, p.tss_sub, p.tss_words,
-                                 p.tss_slots, p.act, p.ops, self.port_index,
-                                 p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation)
-
+        self.state[S_CLONE_BASE] = batch.size
+        self.macs.counters = self.state[:5]
+        batch.n_tx = run_actions(batch.data, batch.meta, batch.key, batch.orig, batch.n, batch.tx,
+                                 p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
+                                 p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
+                                 self.trunks, self.macs.entries, self.state, self.stack)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from softdpu.errors import FlowSyntaxError
-from softdpu.stages.flows import fields, values
+from softdpu.stages.flows import action_syntax, fields, values
 
 DEFAULT_PRIORITY = 32768  # OFP_DEFAULT_PRIORITY
 
@@ -28,14 +28,10 @@ DEFAULT_PRIORITY = 32768  # OFP_DEFAULT_PRIORITY
 MATCH_FIELDS = fields.FIELDS           # match keyword -> fields.Spec; and fields.SHORTHANDS
 
 # Open vSwitch words softdpu knows of but does not implement yet (the match
-# keywords among them are in fields.NOT_YET).
+# keywords among them are in fields.NOT_YET, the actions in action_syntax.NOT_YET).
 NOT_YET = {
     "idle_timeout", "hard_timeout", "importance", "send_flow_rem", "check_overlap",
-    "reset_counts", "no_packet_counts", "no_byte_counts",
-    "normal", "flood", "all", "mod_vlan_vid", "mod_vlan_pcp", "strip_vlan", "pop_vlan",
-    "push_vlan", "mod_dl_src", "mod_dl_dst", "mod_nw_src", "mod_nw_dst", "mod_nw_tos",
-    "mod_nw_ttl", "mod_tp_src", "mod_tp_dst", "dec_ttl", "set_field", "load", "move",
-    "set_tunnel", "resubmit", "goto_table", "write_metadata", "clear_actions", "ct", "ct_clear",
+    "reset_counts", "no_packet_counts", "no_byte_counts", *action_syntax.NOT_YET,
 }
 
 # Counters in `ovs-ofctl dump-flows` output; ovs-ofctl skips them so that its
@@ -43,25 +39,8 @@ NOT_YET = {
 DUMP_FLOWS_WORDS = {"duration", "n_packets", "n_bytes", "idle_age", "hard_age"}
 
 
-def _port_number(text):
-    v, _ = values.integer(text, 16)
-    if not 1 <= v < 0xFF00:
-        raise ValueError(f"expected a port number 1..65279, got '{text}'")
-    return v
-
-
-# action -> argument parser (None: the action takes no argument)
-ACTIONS = {
-    "output": _port_number,
-    "drop": None,
-}
-
-
-@dataclass
-class Action:
-    name: str
-    arg: object
-    column: int
+ACTIONS = action_syntax.PARSERS   # action -> argument parser (None: no argument)
+Action = action_syntax.Action
 
 
 @dataclass
@@ -74,6 +53,7 @@ class Rule:
     path: str
     line: int
     text: str = field(repr=False, default="")
+    members: dict = field(repr=False, default_factory=dict)   # OVS flow members of the match
 
     @property
     def where(self):
@@ -113,8 +93,12 @@ def parse_line(raw, path="<flows>", n=1):
     act_col = m.end()
     rule = Rule(table=0, priority=DEFAULT_PRIORITY, cookie=0, match={}, actions=[],
                 path=str(path), line=n, text=raw.strip())
-    rule.match = _match(rule, raw, m.start(), error)
-    rule.actions = _actions(raw, act_col, error)
+    rule.match = _match(rule, raw, m.start(), error, members=rule.members)
+    rule.actions = _actions(raw, act_col, error, rule.members)
+    for a in rule.actions:
+        if a.name == "goto_table" and a.arg <= rule.table:
+            raise error(a.column - 1, a.text, f"goto_table:{a.arg} from table {rule.table}: "
+                        "OpenFlow only goes to a later table")
     return rule
 
 
@@ -130,10 +114,12 @@ def parse_match(text, path="<match>", n=1, check_prerequisites=True):
     return _match(rule, text, len(text), error, check_prerequisites)
 
 
-def _match(rule, raw, end, error, check_prerequisites=True):
+def _match(rule, raw, end, error, check_prerequisites=True, members=None):
     match = fields.Match()
     for name, value, token, column in _match_tokens(raw, end):
         _match_token(rule, match, name, value, token, column, error)
+    if members is not None:
+        members.update(match.members())
     try:
         return match.finish(check_prerequisites)
     except fields.MatchError as e:
@@ -214,33 +200,26 @@ def _split_actions(raw, start):
             begin = i + 1
 
 
-def _actions(raw, start, error):
+def _actions(raw, start, error, members=None):
     actions = []
     if not raw[start:].strip():
         return actions  # ovs-ofctl: an empty action list drops
     for text, column in _split_actions(raw, start):
         if not text:
             raise error(column, raw[start:].strip() or "actions=", "expected an action")
-        name, sep, arg = re.match(r"([A-Za-z_][A-Za-z0-9_]*)?([:(]?)(.*)", text).groups()
-        if name is None and text.isdigit():
-            name, sep, arg = "output", ":", text  # ovs-ofctl: a bare number is output:N
         try:
-            if name in ACTIONS:
-                parse = ACTIONS[name]
-                if parse is None:
-                    if sep or arg:
-                        raise ValueError(f"action '{name}' takes no argument")
-                    actions.append(Action(name, None, column + 1))
-                else:
-                    if sep != ":" or not arg:
-                        raise ValueError(f"expected {name}:<argument>")
-                    actions.append(Action(name, parse(arg), column + 1))
-            elif name in NOT_YET:
-                raise ValueError(f"action '{name}' is not supported by softdpu yet")
-            else:
-                raise ValueError("unknown action; expected one of: " + ", ".join(ACTIONS))
+            name, arg = action_syntax.parse_action(text)
+            action = Action(name, arg, column + 1)
+            problem = action_syntax.check_prereq(action, members or {})
+            if problem:
+                raise ValueError(problem)
         except ValueError as e:
             raise error(column, text, str(e)) from None
+        action.text = text
+        actions.append(action)
     if any(a.name == "drop" for a in actions) and len(actions) > 1:
         raise error(start, raw[start:].strip(), "'drop' must be the only action")
+    bad = action_syntax.check_order(actions)
+    if bad:
+        raise error(bad[0].column - 1, bad[0].text, bad[1])
     return actions
