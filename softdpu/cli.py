@@ -1,6 +1,7 @@
 """The softdpu command line.
 
   softdpu run PIPELINE [--in PORT=FILE ...] [--out-dir DIR] [--batch N]
+  softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
 
 Errors a user can fix (bad pipeline file, bad flow line, bad capture) print
 as one line, `softdpu: error: ...`, and exit with status 2.
@@ -40,11 +41,22 @@ def build_parser():
     run.add_argument("--out-dir", default=None, help="where output pcaps go (default: out/<pipeline>)")
     run.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dump = sub.add_parser("dump-flows", help="run the inputs, then print the flow tables with counters "
+                                             "as ovs-ofctl dump-flows does")
+    dump.add_argument("pipeline", help="the pipeline file (.toml)")
+    dump.add_argument("--in", dest="inputs", action="append", type=_port_file, default=[],
+                      metavar="PORT=FILE", help="input capture for a port (replaces the file's default)")
+    dump.add_argument("--out-dir", default=None, help="where output pcaps go (default: a temporary directory)")
+    dump.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
+    dump.add_argument("--table", type=int, default=None, metavar="N", help="only the flows of table N")
+    dump.add_argument("--no-stats", action="store_true",
+                      help="leave out duration, n_packets and n_bytes (as ovs-ofctl --no-stats)")
+    dump.add_argument("--where", action="store_true", help="append each flow's source as '# file:line'")
     return ap
 
 
-def cmd_run(args, out):
-    t_start = time.perf_counter()
+def _dpu(args):
+    """The pipeline's Dpu with --in / --batch checked, as `run` and `dump-flows` share them."""
     from softdpu import config
     from softdpu.pipeline import Dpu
 
@@ -57,7 +69,12 @@ def cmd_run(args, out):
         if not 1 <= args.batch <= 65536:
             raise SoftdpuError(f"--batch: expected 1..65536, got {args.batch}")
         cfg.batch = args.batch
-    dpu = Dpu(cfg)
+    return cfg, Dpu(cfg)
+
+
+def cmd_run(args, out):
+    t_start = time.perf_counter()
+    cfg, dpu = _dpu(args)
     out_dir = Path(args.out_dir) if args.out_dir else Path("out") / cfg.name
     bar = None
     if not args.no_progress:
@@ -81,11 +98,43 @@ def cmd_run(args, out):
     return 0
 
 
+def cmd_dump_flows(args, out):
+    import tempfile
+
+    from softdpu import dump_flows
+    from softdpu.batch import M_TS
+
+    if args.table is not None and not 0 <= args.table <= 254:
+        raise SoftdpuError(f"--table: expected 0..254, got {args.table}")
+    cfg, dpu = _dpu(args)
+    clock = []                       # [first, last] packet timestamp (ns) seen by the flow tables
+    process = dpu.process
+
+    def timed(batch):
+        if batch.n:
+            ts = batch.meta[: batch.n, M_TS]
+            lo, hi = int(ts.min()), int(ts.max())
+            clock[:] = [min(clock[0], lo), max(clock[1], hi)] if clock else [lo, hi]
+        process(batch)
+    dpu.process = timed
+    warn = lambda m: print(f"softdpu: warning: {m}", file=sys.stderr)  # noqa: E731
+    if args.out_dir:
+        dpu.run_pcaps(dict(args.inputs), Path(args.out_dir), warn=warn)
+    else:
+        with tempfile.TemporaryDirectory(prefix="softdpu-") as d:
+            dpu.run_pcaps(dict(args.inputs), Path(d), warn=warn)
+    duration = clock[1] - clock[0] if clock else 0
+    for line in dump_flows.format_flows(dpu.flows.program, duration_ns=duration, stats=not args.no_stats,
+                                        where=args.where, table=args.table):
+        print(line, file=out)
+    return 0
+
+
 def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run}[args.command](args, out)
+        return {"run": cmd_run, "dump-flows": cmd_dump_flows}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
         return 2
