@@ -303,9 +303,8 @@ def ovs_accepts(tmp_path, flows):
 # Known differences, strict: they fail on purpose once softdpu agrees.
 KNOWN = {
     24: "resubmit/goto recursion near OVS's depth limit of 64: OVS counts depth differently",
-    29: "mod_vlan_vid / push_vlan on a priority-tagged or double-tagged frame: tag stack differs",
-    82: "push_vlan then normal on a tagged frame: OVS drops the inner tag on egress",
-    83: "push_vlan then normal on a tagged frame: OVS keeps an inner VID-0 tag",
+    29: "mod_vlan_vid on a frame with a VID-0 tag: OVS pushes a new tag over it",
+    83: "mod_vlan_pcp on a priority-tagged (VID 0) frame: OVS pushes a new tag over it",
 }
 
 

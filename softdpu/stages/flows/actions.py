@@ -27,12 +27,12 @@ from softdpu.key import PACKET_WORDS
 from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_IP_ANY,
                                                 G_IP_ANY_OR_ARP, G_IPV4, G_IPV4_OR_ARP, G_IPV6,
                                                 G_L4, G_L4_PORTS, G_NONE, G_SCTP, G_TCP, G_UDP,
-                                                G_VLAN, OP_DEC_TTL, OP_FLOOD, OP_GOTO, OP_IN_PORT,
+                                                G_VLAN, OP_DEC_TTL, OP_DROP, OP_FLOOD, OP_GOTO, OP_IN_PORT,
                                                 OP_MOVE, OP_NORMAL, OP_OUTPUT, OP_POP_VLAN,
                                                 OP_PUSH_VLAN, OP_RESUBMIT, OP_SET, OP_SET_VLAN)
 from softdpu.stages.flows.classify import lookup
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
-                                          S_NTX, emit, normal)
+                                          S_LOST_TX, S_NTX, emit, normal)
 
 MAX_DEPTH = 64
 MAX_RESUBMITS = 4096
@@ -99,15 +99,7 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
     for i in range(n):
         if meta[i, M_DROP] != 0:
             continue
-        for w in range(PACKET_WORDS):
-            orig[i, w] = key[i, w]
-        r = lookup(key, i, 0, tss_sub, tss_words, tss_slots, cache, gen)
-        if r < 0:
-            meta[i, M_DROP] = drops.NO_MATCH
-            continue
-        n_packets[r] += 1
-        n_bytes[r] += meta[i, M_LEN]
-        state[S_LAST] = -1
+        dirty = False     # packet words changed yet? (orig[i] holds the parsed ones from then on)
         tx0 = state[S_NTX]
         clones0 = state[S_CLONES]
         reason = drops.ACTION_DROP
@@ -115,10 +107,37 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
         sp = 0
         resubmits = 0
         table = np.int64(0)
-        k = act[r, 0]
-        end = k + act[r, 1]
+        k = np.int64(0)
+        end = np.int64(0)
         fatal = False
+        pending = 1       # a lookup to do: 1 table 0 / goto_table (a tail call), 2 resubmit
+        t = np.int64(0)   # its table
+        lport = np.int64(-1)  # its in_port for resubmit(port, ...), -1 unchanged
         while True:
+            if pending != 0:                   # the one lookup site (inlined once)
+                w0 = key[i, 0]
+                if lport >= 0:
+                    key[i, 0] = (w0 & ~(FFFF << U32)) | (np.uint64(lport) << U32)
+                r = lookup(key, i, t, tss_sub, tss_words, tss_slots, cache, gen)
+                key[i, 0] = w0
+                if r < 0:
+                    reason = drops.NO_MATCH
+                    if pending == 1:
+                        k = end                # a miss ends this action list (nothing after goto)
+                    pending = 0
+                    continue
+                n_packets[r] += 1
+                n_bytes[r] += meta[i, M_LEN]
+                if pending == 2:
+                    stack[sp, 0] = k
+                    stack[sp, 1] = end
+                    stack[sp, 2] = table
+                    sp += 1
+                pending = 0
+                table = t
+                k = act[r, 0]
+                end = k + act[r, 1]
+                continue
             if k >= end:
                 if sp == 0:
                     break
@@ -130,24 +149,44 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
             op = ops[k, 0]
             a = ops[k, 1]
             k += 1
-            if op == OP_SET:
-                if _guard(key, i, ops[k - 1, 4]):
-                    m = np.uint64(ops[k - 1, 2])
-                    key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
-            elif op == OP_OUTPUT or op == OP_IN_PORT:
+            if op > OP_DROP and not dirty and (op == OP_NORMAL or (op >= OP_SET and op <= OP_DEC_TTL)):
+                dirty = True
+                state[S_LAST] = -1
+                for w in range(PACKET_WORDS):
+                    orig[i, w] = key[i, w]
+            if op == OP_OUTPUT or op == OP_IN_PORT:
                 in_port = np.int64((key[i, 0] >> U32) & FFFF)
                 port = in_port if op == OP_IN_PORT else a
                 if portinfo[P_INDEX, port] < 0:
                     reason = drops.OUTPUT_PORT_UNKNOWN
                 elif op == OP_OUTPUT and port == in_port:
                     pass  # OpenFlow: output to the input port needs the in_port action
+                elif not dirty:                    # the common case: the packet as it came
+                    nt = state[S_NTX]
+                    if nt < tx.shape[0]:
+                        tx[nt, 0] = i
+                        tx[nt, 1] = port
+                        state[S_NTX] = nt + 1
+                        sent += 1
+                    else:
+                        state[S_LOST_TX] += 1
+                        reason = drops.TX_FULL
                 else:
                     st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
                     if st == 1:
                         sent += 1
                     else:
                         reason = st
+            elif op == OP_SET:
+                if _guard(key, i, ops[k - 1, 4]):
+                    m = np.uint64(ops[k - 1, 2])
+                    key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
             elif op == OP_FLOOD:
+                if not dirty:
+                    dirty = True
+                    state[S_LAST] = -1
+                    for w in range(PACKET_WORDS):
+                        orig[i, w] = key[i, w]
                 in_port = np.int64((key[i, 0] >> U32) & FFFF)
                 for q in range(portinfo[P_COUNT, 0]):
                     port = portinfo[P_OFPORT, q]
@@ -163,35 +202,20 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
                     sent += st
                 elif st < 0:
                     reason = -st
-            elif op == OP_RESUBMIT or op == OP_GOTO:
-                t = a if op == OP_GOTO else ops[k - 1, 2]
+            elif op == OP_RESUBMIT:
+                resubmits += 1
+                if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
+                    fatal = True
+                    break
+                t = ops[k - 1, 2]
                 if t < 0:
                     t = table
-                if op == OP_RESUBMIT:
-                    resubmits += 1
-                    if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
-                        fatal = True
-                        break
-                w0 = key[i, 0]
-                if op == OP_RESUBMIT and a >= 0:
-                    key[i, 0] = (w0 & ~(FFFF << U32)) | (np.uint64(a) << U32)
-                r = lookup(key, i, t, tss_sub, tss_words, tss_slots, cache, gen)
-                key[i, 0] = w0
-                if r < 0:
-                    reason = drops.NO_MATCH
-                    if op == OP_GOTO:
-                        k = end
-                    continue
-                n_packets[r] += 1
-                n_bytes[r] += meta[i, M_LEN]
-                if op == OP_RESUBMIT:
-                    stack[sp, 0] = k
-                    stack[sp, 1] = end
-                    stack[sp, 2] = table
-                    sp += 1
-                table = t
-                k = act[r, 0]
-                end = k + act[r, 1]
+                lport = a
+                pending = 2
+            elif op == OP_GOTO:
+                t = a
+                lport = -1
+                pending = 1
             elif op == OP_SET_VLAN:
                 tci = key[i, 0] & FFFF
                 if tci & np.uint64(0x1000) == 0:

@@ -122,6 +122,10 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
             if t != 0:
                 t |= 0x1000
         key[i, 0] = (w0 & ~np.uint64(0xFFFF)) | np.uint64(t)
+        if t == 0:       # no outer tag: OVS's tag stack ends there (an inner tag goes too)
+            key[i, 1] = w1 & ~np.uint64(0xFFFF)
+        else:
+            key[i, 1] = w1
         st = emit(data, meta, key, orig, tx, i, p, clone_base, state)
         if st == 1:
             sent += 1

@@ -42,6 +42,8 @@ class FlowTables:
         self.state = np.zeros(S_COLS, np.int64)
         self.state[S_AGING] = self.macs.aging
         self.state[S_MAX_MACS] = self.macs.max_entries
+        self.state[:5] = self.macs.counters
+        self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
         self.stack = np.zeros((MAX_DEPTH + 1, 3), np.int64)
         # most tx entries one packet can make: sizes the batch's tx list and clone rows
         # (output/in_port: one; normal/flood/all: every port)
@@ -92,7 +94,6 @@ class FlowTables:
     def run(self, batch):
         p = self.program
         self.state[S_CLONE_BASE] = batch.size
-        self.macs.counters = self.state[:5]
         batch.n_tx = run_actions(batch.data, batch.meta, batch.key, batch.orig, batch.n, batch.tx,
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
