@@ -92,167 +92,211 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
                 n_packets, n_bytes, cache, gen, trunks, macs, state, stack):
     """Interpret the flow tables over packets 0..n-1 (clone rows from row state[S_CLONE_BASE] on).
 
+    A rule of plain outputs runs here (the common case, kept small so the
+    inlined lookup stays fast); any other rule goes to _interpret.
     Returns the tx list length (also in state[S_NTX])."""
-    state[S_NTX] = 0
     state[S_CLONES] = 0
-    clone_base = state[S_CLONE_BASE]
+    n_tx = 0
+    cap = tx.shape[0]
     for i in range(n):
         if meta[i, M_DROP] != 0:
             continue
-        dirty = False     # packet words changed yet? (orig[i] holds the parsed ones from then on)
-        tx0 = state[S_NTX]
-        clones0 = state[S_CLONES]
+        r = lookup(key, i, 0, tss_sub, tss_words, tss_slots, cache, gen)
+        if r < 0:
+            meta[i, M_DROP] = drops.NO_MATCH
+            continue
+        n_packets[r] += 1
+        n_bytes[r] += meta[i, M_LEN]
+        if act[r, 2] == 0:
+            state[S_NTX] = n_tx
+            _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops,
+                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack)
+            n_tx = state[S_NTX]
+            continue
         reason = drops.ACTION_DROP
         sent = 0
-        sp = 0
-        resubmits = 0
-        table = np.int64(0)
-        k = np.int64(0)
-        end = np.int64(0)
-        fatal = False
-        pending = 1       # a lookup to do: 1 table 0 / goto_table (a tail call), 2 resubmit
-        t = np.int64(0)   # its table
-        lport = np.int64(-1)  # its in_port for resubmit(port, ...), -1 unchanged
-        while True:
-            if pending != 0:                   # the one lookup site (inlined once)
-                w0 = key[i, 0]
-                if lport >= 0:
-                    key[i, 0] = (w0 & ~(FFFF << U32)) | (np.uint64(lport) << U32)
-                r = lookup(key, i, t, tss_sub, tss_words, tss_slots, cache, gen)
+        in_port = np.int64((key[i, 0] >> U32) & FFFF)
+        for k in range(act[r, 0], act[r, 0] + act[r, 1]):
+            port = ops[k, 1]
+            if portinfo[P_INDEX, port] < 0:
+                reason = drops.OUTPUT_PORT_UNKNOWN
+            elif port == in_port:
+                pass  # OpenFlow: output to the input port needs the in_port action
+            elif n_tx < cap:
+                tx[n_tx, 0] = i
+                tx[n_tx, 1] = port
+                n_tx += 1
+                sent += 1
+            else:
+                state[S_LOST_TX] += 1
+                reason = drops.TX_FULL
+        if sent == 0:
+            meta[i, M_DROP] = reason
+    state[S_NTX] = n_tx
+    return n_tx
+
+
+@njit(alloc=False)
+def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
+               n_packets, n_bytes, cache, gen, trunks, macs, state, stack):
+    """Run packet i from its table-0 rule r (already counted) with every action kind."""
+    clone_base = state[S_CLONE_BASE]
+    dirty = False     # packet words changed yet? (orig[i] holds the parsed ones from then on)
+    tx0 = state[S_NTX]
+    clones0 = state[S_CLONES]
+    reason = drops.ACTION_DROP
+    sent = 0
+    sp = 0
+    resubmits = 0
+    table = np.int64(0)
+    fatal = False
+    pending = 0       # a lookup to do: 1 goto_table (a tail call), 2 resubmit
+    k = act[r, 0]
+    end = k + act[r, 1]
+    t = np.int64(0)   # its table
+    lport = np.int64(-1)  # its in_port for resubmit(port, ...), -1 unchanged
+    while True:
+        if pending != 0:                   # the one lookup site (inlined once)
+            w0 = key[i, 0]
+            if lport >= 0:
+                key[i, 0] = (w0 & ~(FFFF << U32)) | (np.uint64(lport) << U32)
+            r = lookup(key, i, t, tss_sub, tss_words, tss_slots, cache, gen)
+            if lport >= 0:
                 key[i, 0] = w0
-                if r < 0:
-                    reason = drops.NO_MATCH
-                    if pending == 1:
-                        k = end                # a miss ends this action list (nothing after goto)
-                    pending = 0
-                    continue
-                n_packets[r] += 1
-                n_bytes[r] += meta[i, M_LEN]
-                if pending == 2:
-                    stack[sp, 0] = k
-                    stack[sp, 1] = end
-                    stack[sp, 2] = table
-                    sp += 1
+            if r < 0:
+                reason = drops.NO_MATCH
+                if pending == 1:
+                    k = end                # a miss ends this action list (nothing after goto)
                 pending = 0
-                table = t
-                k = act[r, 0]
-                end = k + act[r, 1]
                 continue
-            if k >= end:
-                if sp == 0:
-                    break
-                sp -= 1
-                k = stack[sp, 0]
-                end = stack[sp, 1]
-                table = stack[sp, 2]
-                continue
-            op = ops[k, 0]
-            a = ops[k, 1]
-            k += 1
-            if op > OP_DROP and not dirty and (op == OP_NORMAL or (op >= OP_SET and op <= OP_DEC_TTL)):
+            n_packets[r] += 1
+            n_bytes[r] += meta[i, M_LEN]
+            if pending == 2:
+                stack[sp, 0] = k
+                stack[sp, 1] = end
+                stack[sp, 2] = table
+                sp += 1
+            pending = 0
+            table = t
+            k = act[r, 0]
+            end = k + act[r, 1]
+            continue
+        if k >= end:
+            if sp == 0:
+                break
+            sp -= 1
+            k = stack[sp, 0]
+            end = stack[sp, 1]
+            table = stack[sp, 2]
+            continue
+        op = ops[k, 0]
+        a = ops[k, 1]
+        k += 1
+        if op > OP_DROP and not dirty and (op == OP_NORMAL or (op >= OP_SET and op <= OP_DEC_TTL)):
+            dirty = True
+            state[S_LAST] = -1
+            for w in range(PACKET_WORDS):
+                orig[i, w] = key[i, w]
+        if op == OP_OUTPUT or op == OP_IN_PORT:
+            in_port = np.int64((key[i, 0] >> U32) & FFFF)
+            port = in_port if op == OP_IN_PORT else a
+            if portinfo[P_INDEX, port] < 0:
+                reason = drops.OUTPUT_PORT_UNKNOWN
+            elif op == OP_OUTPUT and port == in_port:
+                pass  # OpenFlow: output to the input port needs the in_port action
+            elif not dirty:                    # the common case: the packet as it came
+                nt = state[S_NTX]
+                if nt < tx.shape[0]:
+                    tx[nt, 0] = i
+                    tx[nt, 1] = port
+                    state[S_NTX] = nt + 1
+                    sent += 1
+                else:
+                    state[S_LOST_TX] += 1
+                    reason = drops.TX_FULL
+            else:
+                st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
+                if st == 1:
+                    sent += 1
+                else:
+                    reason = st
+        elif op == OP_SET:
+            if _guard(key, i, ops[k - 1, 4]):
+                m = np.uint64(ops[k - 1, 2])
+                key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
+        elif op == OP_FLOOD:
+            if not dirty:
                 dirty = True
                 state[S_LAST] = -1
                 for w in range(PACKET_WORDS):
                     orig[i, w] = key[i, w]
-            if op == OP_OUTPUT or op == OP_IN_PORT:
-                in_port = np.int64((key[i, 0] >> U32) & FFFF)
-                port = in_port if op == OP_IN_PORT else a
-                if portinfo[P_INDEX, port] < 0:
-                    reason = drops.OUTPUT_PORT_UNKNOWN
-                elif op == OP_OUTPUT and port == in_port:
-                    pass  # OpenFlow: output to the input port needs the in_port action
-                elif not dirty:                    # the common case: the packet as it came
-                    nt = state[S_NTX]
-                    if nt < tx.shape[0]:
-                        tx[nt, 0] = i
-                        tx[nt, 1] = port
-                        state[S_NTX] = nt + 1
-                        sent += 1
-                    else:
-                        state[S_LOST_TX] += 1
-                        reason = drops.TX_FULL
-                else:
+            in_port = np.int64((key[i, 0] >> U32) & FFFF)
+            for q in range(portinfo[P_COUNT, 0]):
+                port = portinfo[P_OFPORT, q]
+                if port != in_port:
                     st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
                     if st == 1:
                         sent += 1
                     else:
                         reason = st
-            elif op == OP_SET:
-                if _guard(key, i, ops[k - 1, 4]):
-                    m = np.uint64(ops[k - 1, 2])
-                    key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
-            elif op == OP_FLOOD:
-                if not dirty:
-                    dirty = True
-                    state[S_LAST] = -1
-                    for w in range(PACKET_WORDS):
-                        orig[i, w] = key[i, w]
-                in_port = np.int64((key[i, 0] >> U32) & FFFF)
-                for q in range(portinfo[P_COUNT, 0]):
-                    port = portinfo[P_OFPORT, q]
-                    if port != in_port:
-                        st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
-                        if st == 1:
-                            sent += 1
-                        else:
-                            reason = st
-            elif op == OP_NORMAL:
-                st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs)
-                if st > 0:
-                    sent += st
-                elif st < 0:
-                    reason = -st
-            elif op == OP_RESUBMIT:
-                resubmits += 1
-                if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
-                    fatal = True
-                    break
-                t = ops[k - 1, 2]
-                if t < 0:
-                    t = table
-                lport = a
-                pending = 2
-            elif op == OP_GOTO:
-                t = a
-                lport = -1
-                pending = 1
-            elif op == OP_SET_VLAN:
-                tci = key[i, 0] & FFFF
-                if tci & np.uint64(0x1000) == 0:
-                    key[i, 1] = (key[i, 1] & ~FFFF) | tci
-                    tci = np.uint64(0x1000)
-                tci = (tci & ~np.uint64(ops[k - 1, 2])) | np.uint64(ops[k - 1, 3])
-                key[i, 0] = (key[i, 0] & ~FFFF) | tci
-            elif op == OP_PUSH_VLAN:
-                tci = key[i, 0] & FFFF
+        elif op == OP_NORMAL:
+            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs)
+            if st > 0:
+                sent += st
+            elif st < 0:
+                reason = -st
+        elif op == OP_RESUBMIT:
+            resubmits += 1
+            if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
+                fatal = True
+                break
+            t = ops[k - 1, 2]
+            if t < 0:
+                t = table
+            lport = a
+            pending = 2
+        elif op == OP_GOTO:
+            t = a
+            lport = -1
+            pending = 1
+        elif op == OP_SET_VLAN:
+            tci = key[i, 0] & FFFF
+            if tci & np.uint64(0x1000) == 0:
                 key[i, 1] = (key[i, 1] & ~FFFF) | tci
-                key[i, 0] = (key[i, 0] & ~FFFF) | np.uint64(0x1000)
-            elif op == OP_POP_VLAN:
-                tci2 = key[i, 1] & FFFF
-                key[i, 1] = key[i, 1] & ~FFFF
-                key[i, 0] = (key[i, 0] & ~FFFF) | tci2
-            elif op == OP_DEC_TTL:
-                if _guard(key, i, G_IP_ANY):
-                    ttl = (key[i, 4] >> np.uint64(8)) & np.uint64(0xFF)
-                    if ttl <= np.uint64(1):
-                        reason = drops.TTL_EXPIRED
-                        k = end
-                    else:
-                        key[i, 4] -= np.uint64(0x100)
-            elif op == OP_MOVE:
-                nb = ops[k - 1, 5]
-                m = _bits(nb)
-                v = (key[i, a] >> np.uint64(ops[k - 1, 2])) & m
-                ds = np.uint64(ops[k - 1, 4])
-                dw = ops[k - 1, 3]
-                key[i, dw] = (key[i, dw] & ~(m << ds)) | (v << ds)
-        if fatal:
-            state[S_NTX] = tx0
-            state[S_CLONES] = clones0
-            meta[i, M_DROP] = drops.RESUBMIT_DEPTH
-        elif sent == 0:
-            meta[i, M_DROP] = reason
-    return state[S_NTX]
+                tci = np.uint64(0x1000)
+            tci = (tci & ~np.uint64(ops[k - 1, 2])) | np.uint64(ops[k - 1, 3])
+            key[i, 0] = (key[i, 0] & ~FFFF) | tci
+        elif op == OP_PUSH_VLAN:
+            tci = key[i, 0] & FFFF
+            key[i, 1] = (key[i, 1] & ~FFFF) | tci
+            key[i, 0] = (key[i, 0] & ~FFFF) | np.uint64(0x1000)
+        elif op == OP_POP_VLAN:
+            tci2 = key[i, 1] & FFFF
+            key[i, 1] = key[i, 1] & ~FFFF
+            key[i, 0] = (key[i, 0] & ~FFFF) | tci2
+        elif op == OP_DEC_TTL:
+            if _guard(key, i, G_IP_ANY):
+                ttl = (key[i, 4] >> np.uint64(8)) & np.uint64(0xFF)
+                if ttl <= np.uint64(1):
+                    reason = drops.TTL_EXPIRED
+                    k = end
+                else:
+                    key[i, 4] -= np.uint64(0x100)
+        elif op == OP_MOVE:
+            nb = ops[k - 1, 5]
+            m = _bits(nb)
+            v = (key[i, a] >> np.uint64(ops[k - 1, 2])) & m
+            ds = np.uint64(ops[k - 1, 4])
+            dw = ops[k - 1, 3]
+            key[i, dw] = (key[i, dw] & ~(m << ds)) | (v << ds)
+    if fatal:
+        state[S_NTX] = tx0
+        state[S_CLONES] = clones0
+        meta[i, M_DROP] = drops.RESUBMIT_DEPTH
+    elif sent == 0:
+        meta[i, M_DROP] = reason
+
+
 
 
 def port_index_table(ofports):

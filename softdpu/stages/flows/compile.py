@@ -6,7 +6,8 @@ non-overlapping priorities, and equal priorities resolve deterministically
 (first in the file wins).  Each rule becomes:
 
   mask[r], value[r]   uint64[KEY_WORDS]: matches when key & mask == value
-  act[r]              (first, count) into ops, the flat action program
+  act[r]              (first, count, simple) into ops, the flat action program;
+                      simple = 1 when every op is a plain output (the fast path)
   ops[k]              (opcode, a, b, c, d, e) rows (action_syntax.py), interpreted by
                       actions.py; values are uint64 bit patterns stored as int64
 
@@ -32,7 +33,7 @@ class FlowProgram:
     mask: np.ndarray            # uint64[R, KEY_WORDS]
     value: np.ndarray           # uint64[R, KEY_WORDS]
     table_bounds: np.ndarray    # int64[N_TABLES, 2]: rows [lo, hi) of each table
-    act: np.ndarray             # int64[R, 2]: (first op, number of ops)
+    act: np.ndarray             # int64[R, 3]: (first op, number of ops, simple)
     ops: np.ndarray             # int64[K, OP_COLS]: (opcode, a, b, c, d, e)
     n_packets: np.ndarray       # int64[R]
     n_bytes: np.ndarray         # int64[R]
@@ -68,14 +69,14 @@ def compile_rules(rules):
     n = len(ordered)
     mask = np.zeros((max(n, 1), KEY_WORDS), np.uint64)
     value = np.zeros((max(n, 1), KEY_WORDS), np.uint64)
-    act = np.zeros((max(n, 1), 2), np.int64)
+    act = np.zeros((max(n, 1), 3), np.int64)
     ops = []
     bounds = np.zeros((N_TABLES, 2), np.int64)
     for r, rule in enumerate(ordered):
         for name, (v, m) in rule.match.items():
             _place(mask, value, r, name, v, m)
         rows = encode(rule.actions)
-        act[r] = (len(ops), len(rows))
+        act[r] = (len(ops), len(rows), all(row[0] == OP_OUTPUT for row in rows))
         ops += rows
     for t in range(N_TABLES):
         rows = [r for r, rule in enumerate(ordered) if rule.table == t]
