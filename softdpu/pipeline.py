@@ -33,7 +33,8 @@ class Dpu:
         self.port_index = port_index_table(ofports)
         self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports)
         fanout = self.flows.max_outputs
-        self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=cfg.batch * fanout)
+        clones = cfg.batch * fanout if self.flows.rewrites else 0   # rows for modified copies
+        self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run

@@ -45,6 +45,10 @@ class FlowTables:
         self.state[:5] = self.macs.counters
         self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
         self.stack = np.zeros((MAX_DEPTH + 1, 3), np.int64)
+        # can a packet be modified before an output (then the batch needs clone rows)?
+        plain = {"output", "drop", "in_port", "flood", "all", "resubmit", "goto_table", "clear_actions",
+                 "write_metadata", "set_tunnel", "set_tunnel64"}
+        self.rewrites = any(a.name not in plain for r in rules for a in r.actions)
         # most tx entries one packet can make: sizes the batch's tx list and clone rows
         # (output/in_port: one; normal/flood/all: every port)
         def outputs(actions):
@@ -74,7 +78,8 @@ class FlowTables:
         """Run `rules` from now on: recompile (counters start at 0) and invalidate the flow cache.
 
         The batch's tx list was sized for the old rules' max_outputs; a rule
-        with more outputs than that has the extra copies cut (counted tx_full).
+        with more outputs than that has the extra copies cut (counted tx_full); with
+        rewrites where the old rules had none, modified copies are counted clone_full.
         """
         self.program = compile_rules(rules)
         self.cache.invalidate()
