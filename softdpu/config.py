@@ -39,6 +39,8 @@ PIPELINE_KEYS = {
     "batch": (int, "packets per batch, 1..65536"),
     "max_frame": (int, "longest frame in bytes, 60..65535"),
     "malformed": (str, '"forward" (as Open vSwitch: fields parsed so far) or "drop"'),
+    "mac_aging": (int, "seconds a learned MAC entry of `normal` lives (capture clock), 1..86400"),
+    "mac_table_size": (int, "most MAC entries `normal` keeps, 1..1048576"),
 }
 PORT_COMMON = {
     "name": (str, "a port name (letters, digits, _ . -, at most 15 characters)"),
@@ -71,6 +73,8 @@ class PipelineConfig:
     batch: int = DEFAULT_SIZE
     max_frame: int = DEFAULT_MAX_FRAME
     drop_malformed: bool = False
+    mac_aging: int = 300
+    mac_table_size: int = 8192
     ports: list = field(default_factory=list)
 
     def port(self, name):
@@ -196,6 +200,12 @@ def _validate(path, doc, loc):
                               f"expected {PIPELINE_KEYS['malformed'][1]}, got {pipe['malformed']!r}",
                               loc.line("pipeline", key="malformed"))
         cfg.drop_malformed = pipe["malformed"] == "drop"
+    for key, hi in (("mac_aging", 86400), ("mac_table_size", 1 << 20)):
+        if key in pipe:
+            if not 1 <= pipe[key] <= hi:
+                raise ConfigError(path, f"pipeline.{key}", f"expected {PIPELINE_KEYS[key][1]}, got {pipe[key]}",
+                                  loc.line("pipeline", key=key))
+            setattr(cfg, key, pipe[key])
 
     ports = doc.get("port", [])
     if not isinstance(ports, list) or not ports:

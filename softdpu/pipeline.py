@@ -31,7 +31,8 @@ class Dpu:
         self.ports = cfg.ports
         ofports = [p.ofport for p in cfg.ports]
         self.port_index = port_index_table(ofports)
-        self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports)
+        self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports, mac_aging=cfg.mac_aging,
+                                          mac_table_size=cfg.mac_table_size)
         fanout = self.flows.max_outputs
         clones = cfg.batch * fanout if self.flows.rewrites else 0   # rows for modified copies
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)

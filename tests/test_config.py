@@ -92,7 +92,8 @@ def test_pipeline_that_is_not_a_table(tmp_path):
 
 def test_unknown_pipeline_key(tmp_path):
     path, err = error_of(tmp_path, HEAD + "batchsize = 3\n" + PORT1)
-    check(err, path, 3, "pipeline.batchsize", "unknown key", "batch, flows, malformed, max_frame, name")
+    check(err, path, 3, "pipeline.batchsize", "unknown key",
+          "batch, flows, mac_aging, mac_table_size, malformed, max_frame, name")
 
 
 @pytest.mark.parametrize("key, value, expected, got", [
@@ -120,13 +121,16 @@ def test_a_quoted_key_still_has_its_line(tmp_path):
     ("batch", 65537, "expected 1..65536, got 65537"),
     ("max_frame", 59, "expected 60..65535, got 59"),
     ("max_frame", 65536, "expected 60..65535, got 65536"),
+    ("mac_aging", 0, "expected seconds a learned MAC entry"),
+    ("mac_table_size", 0, "expected most MAC entries"),
 ])
 def test_values_out_of_range(tmp_path, key, value, expected):
     path, err = error_of(tmp_path, HEAD + f"# a comment line\n{key} = {value}\n" + PORT1)
     check(err, path, 4, f"pipeline.{key}", expected)
 
 
-@pytest.mark.parametrize("key, value", [("batch", 1), ("batch", 65536), ("max_frame", 60), ("max_frame", 65535)])
+@pytest.mark.parametrize("key, value", [("batch", 1), ("batch", 65536), ("max_frame", 60), ("max_frame", 65535),
+                                        ("mac_aging", 1), ("mac_table_size", 1 << 20)])
 def test_values_at_the_ends_of_their_range_load(tmp_path, key, value):
     cfg = config.load(write(tmp_path, HEAD + f"{key} = {value}\n" + PORT1))
     assert getattr(cfg, key) == value
