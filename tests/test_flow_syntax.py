@@ -130,6 +130,8 @@ BAD = [
     ("actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..15]", 9,
      "move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..15]", "source has 8 bits, destination 16"),
     ("actions=load:0x1ffff->NXM_NX_REG0[0..15]", 9, "load:0x1ffff->NXM_NX_REG0[0..15]", "does not fit"),
+    ("actions=push_vlan:0x8100,mod_nw_tos:0x20", 26, "mod_nw_tos:0x20", "works only in OpenFlow 1.0"),
+    ("dl_vlan=10,actions=push_vlan:0x8100,push_vlan:0x8100", 37, "push_vlan:0x8100", "a third VLAN tag"),
     ("actions=mod_nw_ttl:3", 9, "mod_nw_ttl:3", "prerequisites not met"),
     ("actions=push_vlan:0x88a8", 9, "push_vlan:0x88a8", "802.1Q tags only"),
     ("in_port=x,actions=drop", 1, "in_port=x", "expected a port number (decimal) or a reserved port name"),

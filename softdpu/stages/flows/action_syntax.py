@@ -328,6 +328,45 @@ def check_order(actions):
     return None
 
 
+# actions OVS checks against the match only loosely in OpenFlow 1.0 ("inconsistent match":
+# usable in OpenFlow 1.0 only) -> the prerequisite rule that makes them consistent
+_OF10_LOOSE = {"mod_nw_src": "ipv4", "mod_nw_dst": "ipv4", "mod_nw_tos": "ip_any", "dec_ttl": "ip_any",
+               "mod_tp_src": "l4_ports", "mod_tp_dst": "l4_ports"}
+_OF11_ONLY = {"push_vlan"}
+
+
+def check_consistency(actions, members):
+    """What ovs-ofctl refuses about a whole action list, as (action, message) or None:
+    an OpenFlow 1.1+ action (push_vlan) with an action that is only usable in OpenFlow
+    1.0 for this match (OFPBAC_MATCH_INCONSISTENT), and more than two VLAN tags
+    (OFPBAC_BAD_TAG)."""
+    dl_type = members.get("dl_type", (0, 0))
+    dl_type = dl_type[0] if dl_type[1] == 0xFFFF else None
+    proto = members.get("nw_proto", (0, 0))
+    proto = proto[0] if proto[1] == 0xFF else None
+    ip_any = dl_type in (0x0800, 0x86DD)
+    ok = {"ipv4": dl_type == 0x0800, "ip_any": ip_any, "l4_ports": ip_any and proto in (6, 17, 132)}
+    if any(a.name in _OF11_ONLY for a in actions):
+        for a in actions:
+            if a.name in _OF10_LOOSE and not ok[_OF10_LOOSE[a.name]]:
+                need = {"ipv4": "ip", "ip_any": "ip or ipv6", "l4_ports": "tcp, udp or sctp"}[_OF10_LOOSE[a.name]]
+                return a, (f"'{a.name}' without {need} in the match works only in OpenFlow 1.0, and "
+                           "push_vlan needs OpenFlow 1.1+ (Open vSwitch refuses the flow)")
+    tci = members.get("vlan_tci", (0, 0))
+    tags = 1 if tci[0] & tci[1] & 0x1000 else 0
+    for a in actions:
+        if a.name == "push_vlan" or (a.name in ("mod_vlan_vid", "mod_vlan_pcp") and tags == 0):
+            tags += 1
+            if tags > 2:
+                return a, "a third VLAN tag: at most two (Open vSwitch: OFPBAC_BAD_TAG)"
+        elif a.name in ("strip_vlan", "pop_vlan"):
+            if tags == 0 and any(b.name in _OF11_ONLY for b in actions):
+                return a, (f"'{a.name}' without a VLAN tag in the match works only in OpenFlow 1.0, "
+                           "and push_vlan needs OpenFlow 1.1+ (Open vSwitch refuses the flow)")
+            tags = max(tags - 1, 0)
+    return None
+
+
 def _rank_name(rank):
     return next(n for n, r in INSTRUCTIONS.items() if r == rank)
 

@@ -219,7 +219,7 @@ def _actions(raw, start, error, members=None):
         actions.append(action)
     if any(a.name == "drop" for a in actions) and len(actions) > 1:
         raise error(start, raw[start:].strip(), "'drop' must be the only action")
-    bad = action_syntax.check_order(actions)
+    bad = action_syntax.check_order(actions) or action_syntax.check_consistency(actions, members or {})
     if bad:
         raise error(bad[0].column - 1, bad[0].text, bad[1])
     return actions
