@@ -38,6 +38,7 @@ class Dpu:
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
+        self.stats.lost_copies = self.flows.lost_copies
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
     @classmethod

@@ -52,6 +52,7 @@ class Stats:
         self.malformed = self._reasons[1]   # per parse error, forwarded or dropped
         self.left = 0
         self._sent = np.zeros(batch_size, np.int64)
+        self.lost_copies = dict   # -> {reason: copies lost for want of room}; the Dpu sets it
 
     def add(self, batch, port_index):
         self.left += account(batch.meta, batch.n, batch.tx, batch.n_tx, port_index,
@@ -90,6 +91,10 @@ class Stats:
         lines.append(f"received {self.rx}, left {self.left}, dropped {self.dropped}")
         for name, v in self.drop_counts().items():
             lines.append(f"  drop {name:<22} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
+        for name, v in self.lost_copies().items():
+            if v:
+                lines.append(f"  lost copies {name:<15} {v:>10}  copies of packets that left by another "
+                             "copy (raise the fanout)")
         for name, v in self.malformed_counts().items():
             lines.append(f"  malformed {name:<17} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
         return lines

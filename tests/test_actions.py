@@ -365,3 +365,30 @@ def test_replicas_count_once_in_stats(tmp_path):
     assert out["p3"][0] == out["p4"][0] != out["p2"][0]
     assert dpu.flows.program.n_packets[0] == 2
     assert np.all(dpu.flows.program.n_bytes[:1] == 2 * len(udp4()))
+
+
+def test_lost_copies_show_in_the_summary(tmp_path):
+    dpu, stats, out = softdpu_run(tmp_path, "actions=output:2,output:3\n", [("p1", udp4())])
+    dpu.flows.replace_rules(parse_text("actions=output:2,output:3,output:4,output:2\n"))  # fanout stays 2
+    dpu.batch.clear()
+    for _ in range(8):                      # a full batch: 8 packets x 4 copies, room for 16
+        dpu.batch.append(bytes(udp4()), in_port=1)
+    dpu.process(dpu.batch)
+    assert dpu.batch.n_tx == 16 and dpu.flows.lost_copies()["tx_full"] == 16
+    assert any("lost copies tx_full" in line for line in dpu.stats.table())
+
+
+def test_random_action_lines_accepted_as_ovs_ofctl_accepts(tmp_path):
+    """softdpu takes a random flow line exactly when ovs-ofctl does (in some OpenFlow version)."""
+    require_ovs()
+    from softdpu.errors import FlowSyntaxError
+    from softdpu.stages.flows.syntax import parse_line
+    rng = random.Random(SEED + 7)
+    lines = [line for _ in range(40) for line in random_flows(rng).splitlines()]
+    for line in lines:
+        try:
+            parse_line(line)
+            ours = True
+        except FlowSyntaxError:
+            ours = False
+        assert ours == ovs_accepts(tmp_path, line + "\n"), line
