@@ -34,7 +34,8 @@ class Dpu:
         self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports, mac_aging=cfg.mac_aging,
                                           mac_table_size=cfg.mac_table_size)
         fanout = self.flows.max_outputs
-        clones = cfg.batch * fanout if self.flows.rewrites else 0   # rows for modified copies
+        # rows for modified copies: one per tx entry, at most 4096 (8 MB of 2 kB slots)
+        clones = min(cfg.batch * fanout, max(4096, cfg.batch)) if self.flows.rewrites else 0
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)

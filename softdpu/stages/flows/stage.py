@@ -55,10 +55,9 @@ class FlowTables:
             return sum(1 if a.name in ("output", "in_port") else len(ofports)
                        for a in actions if a.name in ("output", "in_port", "normal", "flood", "all"))
         self.max_outputs = max([outputs(r.actions) for r in rules] + [1])
-        if any(a.name in ("resubmit", "goto_table") for r in rules for a in r.actions):
-            # a chain can run a rule's outputs several times: a generous bound, counted if exceeded
-            total = sum(outputs(r.actions) for r in rules)
-            self.max_outputs = min(64, max(self.max_outputs, total) * 4)
+        if any(a.name == "resubmit" for r in rules for a in r.actions):
+            # a resubmit chain can run a rule's outputs up to 64 times deep (as OVS)
+            self.max_outputs = max(self.max_outputs, 64)
 
     @classmethod
     def from_file(cls, path, ofports=None, ports=None, **kw):
