@@ -260,4 +260,6 @@ def oracle(frame):
     elif isinstance(l4_layer, ESP):
         flags |= P.F_ESP
         l5 = l4
+    if frag:  # OVS's "normal" fragment handling: fragments are looked up with ports 0
+        f.update(tp_src=0, tp_dst=0)
     return f, flags, l3, l4, l5

@@ -150,6 +150,8 @@ def _ip(buf, l3, out, v6):
         return
     out.l4 = l4
     _l4(buf, l4, ip_end, proto, frag, v6, out)
+    if frag:  # OVS's "normal" fragment handling: fragments are looked up with ports 0
+        out.fields.update(tp_src=0, tp_dst=0)
 
 
 def _ipv6_chain(buf, pos, ip_end, nh, out):

@@ -177,8 +177,6 @@ def test_random_rule_counters_agree_with_ovs(ovs, case, tmp_path):
 FIRST_FRAGMENT = bytes.fromhex("020000000003001b21aabbcc08004500001c00012000401164440a03113e0a01d14a8b901e9400085f2d")
 
 
-@pytest.mark.xfail(strict=True, reason="softdpu's classifier sees a first fragment's L4 ports; OVS (frag "
-                   "handling 'normal') looks up every IP fragment with tp_src=tp_dst=0")
 def test_first_fragment_matches_ports_as_zero(ovs, tmp_path):
     # a UDP first fragment (MF set, offset 0) to port 7828 = 0x1e94: OVS takes the priority=0 flow
     flows = "priority=190,udp,tp_dst=0x1000/0xf000,actions=output:3\npriority=0,actions=output:2\n"

@@ -20,9 +20,10 @@ vSwitch's flow extraction does, and the packet goes on through the flow
 tables (conntrack will call it +inv).  With drop_malformed the code is also
 put in M_DROP: the packet is dropped, counted under that reason.
 Ethernet padding after the IP packet is normal (F_L2_PAD).  Fragments: the
-first fragment's L4 header is read when it fits, without length checks and
-without tunnel/ESP recognition (that needs reassembly); a later fragment has
-no L4.  As OVS, an IPv6 later fragment has nw_proto 44, and an IPv6 fragment
+first fragment's L4 header is read when it fits (M_L4, flags, tcp_flags),
+without length checks and without tunnel/ESP recognition (that needs
+reassembly), but as Open vSwitch's "normal" fragment handling its ports
+(or ICMP type/code) stay 0 in the key; a later fragment has no L4.  As OVS, an IPv6 later fragment has nw_proto 44, and an IPv6 fragment
 header with offset 0 and M=0 (atomic fragment) is not a fragment.  As OVS,
 the IPv6 chain also skips AH (51); at most 8 extension headers.
 
@@ -337,6 +338,8 @@ def _parse_frame(data, r, start, end, meta, key):
         return 0, flags
     meta[r, M_L4] = l4
     code, f4 = _parse_l4(data, r, l4, ip_end, proto, frag, is_v6, meta, key)
+    if frag:  # as OVS (frag handling "normal"): every fragment is looked up with tp_src = tp_dst = 0
+        key[r, W_L4] &= np.uint64(0x00000000FFFFFFFF)
     return code, flags | f4
 
 
