@@ -421,8 +421,14 @@ def _set_ops(name, v, m):
     return ops
 
 
-def encode(actions):
-    """Actions -> list of op rows (opcode, a, b, c, d, e), values as Python ints (uint64 bits)."""
+def encode(actions, push_for_set_vlan=False):
+    """Actions -> list of op rows (opcode, a, b, c, d, e), values as Python ints (uint64 bits).
+
+    push_for_set_vlan: mod_vlan_vid/mod_vlan_pcp push a tag first unless a push_vlan came
+    before them in the list.  ovs-ofctl
+    encodes them so in OpenFlow 1.1+ (which has no "push if needed") when the match
+    does not pin a VLAN tag, and it uses OpenFlow 1.1+ for a whole file once one flow
+    needs it (push_vlan)."""
     ops = []
     for a in actions:
         n, x = a.name, a.arg
@@ -436,14 +442,19 @@ def encode(actions):
             ops.append((OP_FLOOD, 0, 0, 0, 0, 0))
         elif n == "normal":
             ops.append((OP_NORMAL, 0, 0, 0, 0, 0))
-        elif n == "mod_vlan_vid":
-            ops.append((OP_SET_VLAN, 0, 0x0FFF, x, 0, 0))
-        elif n == "mod_vlan_pcp":
-            ops.append((OP_SET_VLAN, 0, 0xE000, x << 13, 0, 0))
+        elif n in ("mod_vlan_vid", "mod_vlan_pcp"):
+            if push_for_set_vlan:                      # no tag known to be there yet
+                ops.append((OP_PUSH_VLAN, 0, 0, 0, 0, 0))
+                push_for_set_vlan = False
+            if n == "mod_vlan_vid":
+                ops.append((OP_SET_VLAN, 0, 0x0FFF, x, 0, 0))
+            else:
+                ops.append((OP_SET_VLAN, 0, 0xE000, x << 13, 0, 0))
         elif n in ("strip_vlan", "pop_vlan"):
             ops.append((OP_POP_VLAN, 0, 0, 0, 0, 0))
         elif n == "push_vlan":
             ops.append((OP_PUSH_VLAN, 0, 0, 0, 0, 0))
+            push_for_set_vlan = False
         elif n in ("mod_dl_src", "mod_dl_dst"):
             ops += _set_ops(n[4:], *x)
         elif n in ("mod_nw_src", "mod_nw_dst"):
@@ -492,6 +503,16 @@ def _move_ops(sn, slo, dn, dlo, bits):
         (_, dw, ds, _), = _segments(dn, dlo + a, b - a)
         ops.append((OP_MOVE, sw, ss, dw, ds, b - a))
     return ops
+
+
+def needs_openflow11(rules):
+    """Does ovs-ofctl need OpenFlow 1.1+ for this set of flows (so uses it for all of them)?"""
+    return any(a.name in _OF11_ONLY for r in rules for a in r.actions)
+
+
+def vlan_in_match(members):
+    v, m = members.get("vlan_tci", (0, 0))
+    return bool(v & m & 0x1000)
 
 
 def max_outputs(actions):

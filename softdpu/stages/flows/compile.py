@@ -22,7 +22,8 @@ import numpy as np
 
 from softdpu.key import FIELDS, KEY_WORDS
 from softdpu.stages.flows import tuple_space
-from softdpu.stages.flows.action_syntax import OP_COLS, OP_DROP, OP_OUTPUT, encode  # noqa: F401
+from softdpu.stages.flows.action_syntax import (OP_COLS, OP_DROP, OP_OUTPUT, encode,  # noqa: F401
+                                                needs_openflow11, vlan_in_match)
 
 N_TABLES = 255
 
@@ -72,10 +73,11 @@ def compile_rules(rules):
     act = np.zeros((max(n, 1), 3), np.int64)
     ops = []
     bounds = np.zeros((N_TABLES, 2), np.int64)
+    of11 = needs_openflow11(ordered)
     for r, rule in enumerate(ordered):
         for name, (v, m) in rule.match.items():
             _place(mask, value, r, name, v, m)
-        rows = encode(rule.actions)
+        rows = encode(rule.actions, of11 and not vlan_in_match(rule.members))
         act[r] = (len(ops), len(rows), all(row[0] == OP_OUTPUT for row in rows))
         ops += rows
     for t in range(N_TABLES):
