@@ -107,6 +107,14 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
             continue
         n_packets[r] += 1
         n_bytes[r] += meta[i, M_LEN]
+        if act[r, 2] == 2:                     # actions=normal: the L2 switch, no interpreter
+            state[S_NTX] = n_tx
+            st = normal(data, meta, key, orig, tx, i, state[S_CLONE_BASE], state, portinfo, trunks,
+                        macs, False)
+            n_tx = state[S_NTX]
+            if st <= 0:
+                meta[i, M_DROP] = -st if st < 0 else drops.ACTION_DROP
+            continue
         if act[r, 2] == 0:
             state[S_NTX] = n_tx
             _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops,
@@ -192,7 +200,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         op = ops[k, 0]
         a = ops[k, 1]
         k += 1
-        if op > OP_DROP and not dirty and (op == OP_NORMAL or (op >= OP_SET and op <= OP_DEC_TTL)):
+        if op >= OP_SET and op <= OP_DEC_TTL and not dirty:
             dirty = True
             state[S_LAST] = -1
             for w in range(PACKET_WORDS):
@@ -240,7 +248,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                     else:
                         reason = st
         elif op == OP_NORMAL:
-            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs)
+            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty)
             if st > 0:
                 sent += st
             elif st < 0:

@@ -7,7 +7,8 @@ non-overlapping priorities, and equal priorities resolve deterministically
 
   mask[r], value[r]   uint64[KEY_WORDS]: matches when key & mask == value
   act[r]              (first, count, simple) into ops, the flat action program;
-                      simple = 1 when every op is a plain output (the fast path)
+                      simple = 1 when every op is a plain output, 2 for just `normal`
+                      (the fast paths)
   ops[k]              (opcode, a, b, c, d, e) rows (action_syntax.py), interpreted by
                       actions.py; values are uint64 bit patterns stored as int64
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from softdpu.key import FIELDS, KEY_WORDS
 from softdpu.stages.flows import tuple_space
-from softdpu.stages.flows.action_syntax import (OP_COLS, OP_DROP, OP_OUTPUT, encode,  # noqa: F401
+from softdpu.stages.flows.action_syntax import (OP_COLS, OP_DROP, OP_NORMAL, OP_OUTPUT, encode,  # noqa: F401
                                                 needs_openflow11, vlan_in_match)
 
 N_TABLES = 255
@@ -78,7 +79,8 @@ def compile_rules(rules):
         for name, (v, m) in rule.match.items():
             _place(mask, value, r, name, v, m)
         rows = encode(rule.actions, of11 and not vlan_in_match(rule.members))
-        act[r] = (len(ops), len(rows), all(row[0] == OP_OUTPUT for row in rows))
+        simple = 2 if [row[0] for row in rows] == [OP_NORMAL] else all(row[0] == OP_OUTPUT for row in rows)
+        act[r] = (len(ops), len(rows), simple)
         ops += rows
     for t in range(N_TABLES):
         rows = [r for r, rule in enumerate(ordered) if rule.table == t]

@@ -86,8 +86,12 @@ def emit(data, meta, key, orig, tx, i, port, clone_base, state):
 
 
 @njit(alloc=False)
-def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs):
-    """OVS NORMAL for packet i: learn, then forward or flood within the VLAN.  -> copies sent, or -drop code."""
+def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty):
+    """OVS NORMAL for packet i: learn, then forward or flood within the VLAN.  -> copies sent, or -drop code.
+
+    dirty: orig[i] holds the parsed packet words (the key may differ from them).  When
+    not dirty, a copy whose tags are unchanged goes out as the packet's own row without
+    a compare, and orig[i] is filled only when some port needs other tags."""
     in_port = np.int64((key[i, 0] >> np.uint64(32)) & np.uint64(0xFFFF))
     kin = portinfo[P_INDEX, in_port]
     if kin < 0:
@@ -121,11 +125,26 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
             t = vlan | pcp
             if t != 0:
                 t |= 0x1000
-        key[i, 0] = (w0 & ~np.uint64(0xFFFF)) | np.uint64(t)
-        if t == 0:       # no outer tag: OVS's tag stack ends there (an inner tag goes too)
-            key[i, 1] = w1 & ~np.uint64(0xFFFF)
-        else:
-            key[i, 1] = w1
+        nw0 = (w0 & ~np.uint64(0xFFFF)) | np.uint64(t)
+        nw1 = w1 & ~np.uint64(0xFFFF) if t == 0 else w1   # no outer tag: OVS's stack ends there
+        if not dirty and nw0 == w0 and nw1 == w1:           # the packet as it is: no copy
+            n = state[S_NTX]
+            if n < tx.shape[0]:
+                tx[n, 0] = i
+                tx[n, 1] = p
+                state[S_NTX] = n + 1
+                sent += 1
+            else:
+                state[S_LOST_TX] += 1
+                reason = drops.TX_FULL
+            continue
+        if not dirty:
+            dirty = True
+            state[S_LAST] = -1
+            for w in range(PACKET_WORDS):
+                orig[i, w] = key[i, w]
+        key[i, 0] = nw0
+        key[i, 1] = nw1
         st = emit(data, meta, key, orig, tx, i, p, clone_base, state)
         if st == 1:
             sent += 1
