@@ -396,8 +396,6 @@ def test_random_action_lines_accepted_as_ovs_ofctl_accepts(tmp_path):
         assert ours == ovs_accepts(tmp_path, line + "\n"), line
 
 
-@pytest.mark.xfail(strict=True, reason="since 99fd9cc the key holds ports 0 for fragments and commit.py "
-                   "writes both ports from the key; OVS writes only the port that was set")
 def test_port_rewrite_on_a_first_fragment(ovs, tmp_path):
     frag = Ether(src=A, dst=B) / IP(flags="MF", src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5, dport=6) / Raw(b"x" * 16)
     run_case(ovs, tmp_path, "udp,actions=mod_tp_src:777,output:2\n", [("p1", frag)])

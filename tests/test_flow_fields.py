@@ -373,7 +373,9 @@ PACKET_RULES = [
     ("ip,nw_dst=192.168.0.0/255.255.0.0", lambda p: _ip4(p) and _in_net(p, IP, "dst", "192.168.0.0/16")),
     ("tcp,tp_dst=80", lambda p: _l4(p, TCP) and IP in p and p[TCP].dport == 80),
     ("tcp,tcp_flags=+syn-ack", lambda p: _l4(p, TCP) and IP in p and p[TCP].flags & 0x12 == 0x02),
-    ("udp,tp_src=0x1000/0xf000", lambda p: _l4(p, UDP) and IP in p and p[UDP].sport & 0xF000 == 0x1000),
+    # a fragment is looked up with ports 0, as OVS's normal fragment handling
+    ("udp,tp_src=0x1000/0xf000", lambda p: _l4(p, UDP) and IP in p and not (p[IP].flags.MF or p[IP].frag)
+     and p[UDP].sport & 0xF000 == 0x1000),
     ("dl_vlan=5", lambda p: Dot1Q in p and p[Dot1Q].vlan == 5),
     ("dl_vlan=0xffff", lambda p: Dot1Q not in p),
     ("dl_vlan_pcp=3", lambda p: Dot1Q in p and p[Dot1Q].prio == 3),

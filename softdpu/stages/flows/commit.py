@@ -107,6 +107,9 @@ MAC_BITS = np.uint64(0xFFFFFFFFFFFF0000)  # dl_src in w1, dl_dst in w2
 TOS_BITS = np.uint64(0xFF)                # w2
 PROTO_BITS = np.uint64(0xFF00)            # w2
 PORT_BITS = np.uint64(0xFFFFFFFF00000000)  # tp_src, tp_dst in w4
+SRC_PORT_BITS = np.uint64(0xFFFF000000000000)
+DST_PORT_BITS = np.uint64(0x0000FFFF00000000)
+M16 = np.uint64(0xFFFF)
 TTL_BITS = np.uint64(0xFF00)              # w4
 LABEL_BITS = np.uint64(0xFFFFF) << U32    # w9
 ARPOP_BITS = np.uint64(0xFFFF)            # w9
@@ -207,14 +210,23 @@ def _l4_end(data, meta, r, flags, coff, lc, upd, touched, d4, w4):
         return
     if d4 & PORT_BITS:
         l4 = meta[r, M_L4]
+        # only the half that changed: a fragment's key holds ports 0 (OVS), its bytes the real ones
         if flags & (F_ICMP | F_ICMP6):        # one type|code word
             old = be16(data, r, l4 + icmp.OFF_TYPE)
-            new = (_field(w4, U48, M8) << 8) | _field(w4, U32, M8)
+            new = old
+            if d4 & SRC_PORT_BITS:
+                new = (new & 0x00FF) | (_field(w4, U48, M8) << 8)
+            if d4 & DST_PORT_BITS:
+                new = (new & 0xFF00) | _field(w4, U32, M8)
             lc = csum_replace16(lc, old, new)
             put16(data, r, l4 + icmp.OFF_TYPE, new)
         else:                                 # TCP/UDP source and destination ports
             old = be32(data, r, l4)
-            new = _field(w4, U32, M32)
+            new = old
+            if d4 & SRC_PORT_BITS:
+                new = (new & 0x0000FFFF) | (_field(w4, U48, M16) << 16)
+            if d4 & DST_PORT_BITS:
+                new = (new & 0xFFFF0000) | _field(w4, U32, M16)
             lc = csum_replace32(lc, old, new)
             put32(data, r, l4, new)
         touched = True
