@@ -38,6 +38,8 @@ Word layout (bit 63 is the most significant):
 """
 from typing import NamedTuple
 
+import numpy as np
+
 
 class Field(NamedTuple):
     name: str
@@ -90,6 +92,9 @@ W_TUN_ID = 21
 W_TUN_ADDRS = 22
 W_CT = 23
 W_CT_LABEL = 24
+
+# uint64 shift amounts for kernels: numba promotes uint64 op int64 to float64
+U8, U16, U32, U48 = (np.uint64(n) for n in (8, 16, 32, 48))
 
 VLAN_CFI = 0x1000  # set in vlan_tci when a tag is present (OVS)
 FRAG_ANY = 1

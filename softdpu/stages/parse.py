@@ -39,6 +39,7 @@ at all, which is also what a per-packet kernel wants.
 """
 import numpy as np
 
+from softdpu.key import U8, U16, U32, U48
 from softdpu._jit import njit
 from softdpu.batch import (M_DROP, M_FLAGS, M_PARSE_ERR, M_HASH, M_IN_PORT, M_L2, M_L3, M_L4,
                            M_L5, M_LEN, M_START)
@@ -89,10 +90,6 @@ ARP_ETH_IPV4 = arp.HTYPE_ETHERNET << 16 | arp.PTYPE_IPV4    # first 4 bytes of a
 ARP_LENS = arp.HLEN_ETHERNET << 8 | arp.PLEN_IPV4
 LLC_SNAP_SAPS = eth.LLC_SAP_SNAP << 8 | eth.LLC_SAP_SNAP       # DSAP, SSAP = aa aa
 
-U8 = np.uint64(8)
-U16 = np.uint64(16)
-U32 = np.uint64(32)
-U48 = np.uint64(48)
 MASK32 = np.uint64(0xFFFFFFFF)
 HASH_SEED = np.uint64(0x243F6A8885A308D3)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)

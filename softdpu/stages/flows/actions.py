@@ -20,6 +20,7 @@ lists them) with Open vSwitch's semantics:
 """
 import numpy as np
 
+from softdpu.key import U16, U32
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN
@@ -36,8 +37,6 @@ from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BA
 
 MAX_DEPTH = 64
 MAX_RESUBMITS = 4096
-U16 = np.uint64(16)
-U32 = np.uint64(32)
 FFFF = np.uint64(0xFFFF)
 
 

@@ -33,6 +33,7 @@ first that differs: branch-free and vectorized, 4x faster on cache hits.
 """
 import numpy as np
 
+from softdpu.key import U32
 from softdpu._jit import njit
 from softdpu.key import KEY_WORDS
 from softdpu.stages.flows.flow_cache import C_GEN, C_HASH, C_KEY, C_RULE, C_TABLE, MIN_SUBTABLES
@@ -42,7 +43,6 @@ from softdpu.stages.flows.tuple_space import (BUCKET, FMIX_1, FMIX_2, LOW32, MIX
 
 U0 = np.uint64(0)
 U1 = np.uint64(1)
-U32 = np.uint64(32)
 U33 = np.uint64(33)
 N_KEY = np.uint64(KEY_WORDS)
 UC_KEY = np.uint64(C_KEY)

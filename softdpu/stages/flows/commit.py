@@ -75,6 +75,7 @@ of compile time to every calling kernel).  Ad hoc, batch of 256 IPv4/TCP:
 """
 import numpy as np
 
+from softdpu.key import U8, U16, U32, U48
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_FLAGS, M_L2, M_L3, M_L4, M_LEN, M_PARSE_ERR, M_START, M_WIRE_LEN
 from softdpu.headers import arp, icmp, tcp, udp, vlan
@@ -95,10 +96,6 @@ COMMIT_NO_HEADROOM = -1
 COMMIT_BAD_L2 = -2
 
 Z = np.uint64(0)
-U8 = np.uint64(8)
-U16 = np.uint64(16)
-U32 = np.uint64(32)
-U48 = np.uint64(48)
 M8 = np.uint64(0xFF)
 M32 = np.uint64(0xFFFFFFFF)
 M48 = np.uint64(0xFFFFFFFFFFFF)
