@@ -29,7 +29,7 @@ PORTS4 = {"p1": {"ofport": 1}, "p2": {"ofport": 2}, "p3": {"ofport": 3}, "p4": {
 VLAN_PORTS = {"p1": {"ofport": 1, "tag": 10}, "p2": {"ofport": 2, "tag": 20},
               "p3": {"ofport": 3, "trunks": [10, 20]}, "p4": {"ofport": 4}}
 T0 = 1_764_000_000 * 10**9
-N_RANDOM = 100
+N_RANDOM = 200
 SEED = 20251125
 
 
@@ -358,6 +358,13 @@ def test_clone_and_tx_exhaustion_are_counted():
     stage, b = _stage_run("actions=output:2\n", [udp4(), udp4(), udp4()], fanout=0)
     assert (b.meta[:3, 5] == drops.TX_FULL).all()
 
+
+def test_goto_table_chain_sizes_the_fanout():
+    """A goto_table chain runs one rule per table, so the tx list must hold the sum of the
+    tables' largest output counts (random case 106 lost copies as tx_full when it held only
+    the largest single rule's)."""
+    flows = "table=0,actions=output:2,goto_table:1\ntable=1,actions=normal,output:1\n"
+    assert FlowTables(parse_text(flows), ofports=[1, 2, 3, 4]).max_outputs == 1 + 4 + 1
 
 def test_replicas_count_once_in_stats(tmp_path):
     flows = "actions=mod_dl_dst:02:00:00:00:00:99,output:2,mod_nw_dst:10.9.9.9,output:3,output:4\n"

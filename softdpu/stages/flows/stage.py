@@ -55,6 +55,13 @@ class FlowTables:
             return sum(1 if a.name in ("output", "in_port") else len(ofports)
                        for a in actions if a.name in ("output", "in_port", "normal", "flood", "all"))
         self.max_outputs = max([outputs(r.actions) for r in rules] + [1])
+        if any(a.name == "goto_table" for r in rules for a in r.actions):
+            # goto_table only goes forward, so a chain runs at most one rule per table:
+            # its outputs add up over the tables
+            per_table = {}
+            for r in rules:
+                per_table[r.table] = max(per_table.get(r.table, 0), outputs(r.actions))
+            self.max_outputs = max(self.max_outputs, sum(per_table.values()))
         if any(a.name == "resubmit" for r in rules for a in r.actions):
             # a resubmit chain can run a rule's outputs up to 64 times deep (as OVS)
             self.max_outputs = max(self.max_outputs, 64)
