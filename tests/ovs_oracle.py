@@ -587,3 +587,10 @@ class OvsDummy:
         """ovs-appctl ofproto/trace BRIDGE in_port=N HEX: OVS's explanation of one packet."""
         return self.appctl("ofproto/trace", self.bridge, f"in_port={self.ofport[port]}", bytes(frame).hex())
 
+
+
+def port_specs(cfg):
+    """OvsDummy port specs of a softdpu pipeline's ports (VLAN settings pass through when a port has them)."""
+    return {p.name: {"ofport": p.ofport, **{k: p.options[k] for k in ("tag", "trunks", "vlan_mode")
+                                            if k in p.options}}
+            for p in cfg.ports}

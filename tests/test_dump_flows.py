@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from ovs_oracle import OvsDummy, merge_captures, parse_flow, require_ovs, write_pcap
+from ovs_oracle import OvsDummy, merge_captures, parse_flow, port_specs, require_ovs, write_pcap
 
 from softdpu import cli, config, dump_flows
 from softdpu.stages.flows.syntax import parse_line
@@ -88,10 +88,6 @@ def ovs(tmp_path_factory):
         yield o
 
 
-def port_specs(cfg):
-    return {p.name: {"ofport": p.ofport, **{k: p.options[k] for k in ("tag", "trunks", "vlan_mode")
-                                            if k in p.options}}
-            for p in cfg.ports}
 
 
 # -- against OVS ------------------------------------------------------------------

@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 
 import pytest
-from ovs_oracle import (OvsDummy, merge_captures, parse_flow, read_pcap, require_ovs,
+from ovs_oracle import (OvsDummy, merge_captures, parse_flow, port_specs, read_pcap, require_ovs,
                         write_pcap)
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
@@ -50,11 +50,6 @@ def ovs(tmp_path_factory):
 
 
 # -- running one case on both sides ---------------------------------------------
-def port_specs(cfg):
-    """OvsDummy port specs of a pipeline's ports (VLAN settings pass through when a port has them)."""
-    return {p.name: {"ofport": p.ofport, **{k: p.options[k] for k in ("tag", "trunks", "vlan_mode")
-                                            if k in p.options}}
-            for p in cfg.ports}
 
 
 def injectable(cfg, merged):
