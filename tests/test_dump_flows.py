@@ -88,8 +88,6 @@ def ovs(tmp_path_factory):
         yield o
 
 
-
-
 # -- against OVS ------------------------------------------------------------------
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.stem)
 def test_example_pipeline_counters_agree_with_ovs(ovs, pipeline):
