@@ -32,6 +32,7 @@ REASONS = (
     ("vlan_refused", "normal: the input port does not carry the frame's VLAN"),
     ("tx_full", "no room left in the batch's tx list for a copy (raise the fanout)"),
     ("clone_full", "no clone row left for a modified copy (raise the fanout)"),
+    ("commit_failed", "a rewrite could not be written into the packet (no headroom for a tag, or tags cut short)"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -60,6 +61,7 @@ RESUBMIT_DEPTH = CODE["resubmit_depth"]
 VLAN_REFUSED = CODE["vlan_refused"]
 TX_FULL = CODE["tx_full"]
 CLONE_FULL = CODE["clone_full"]
+COMMIT_FAILED = CODE["commit_failed"]
 
 
 def describe(code):

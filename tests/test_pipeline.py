@@ -144,3 +144,18 @@ def test_malformed_setting_is_checked(tmp_path):
     from softdpu.errors import ConfigError
     with pytest.raises(ConfigError, match=r"p.toml:4: pipeline.malformed: expected \"forward\""):
         Dpu.load(make_pipeline(tmp_path, extra='\nmalformed = "ignore"'))
+
+
+def test_a_rewrite_without_headroom_is_a_counted_drop(tmp_path):
+    """A VLAN push on a packet whose start leaves no room for the tag: commit_failed, never a crash."""
+    dpu = Dpu.load(make_pipeline(tmp_path, flows="in_port=1,actions=mod_vlan_vid:5,output:2\n"))
+    frame = udp(20)
+    dpu.batch.clear()
+    dpu.batch.append(frame, in_port=1)
+    dpu.batch.append(frame, in_port=1)
+    from softdpu.batch import M_START
+    dpu.batch.meta[1, M_START] = 2                     # only 2 bytes before the frame
+    dpu.batch.data[1, 2:2 + len(frame)] = np.frombuffer(frame, np.uint8)
+    dpu.process(dpu.batch)
+    assert dpu.stats.left == 1
+    assert dpu.stats.drop_counts() == {"commit_failed": 1}

@@ -24,7 +24,6 @@ from softdpu.key import U16, U32
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN
-from softdpu.key import PACKET_WORDS
 from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_IP_ANY,
                                                 G_IP_ANY_OR_ARP, G_IPV4, G_IPV4_OR_ARP, G_IPV6,
                                                 G_L4, G_L4_PORTS, G_NONE, G_SCTP, G_TCP, G_UDP,
@@ -33,7 +32,7 @@ from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_I
                                                 OP_PUSH_VLAN, OP_RESUBMIT, OP_SET, OP_SET_VLAN)
 from softdpu.stages.flows.classify import lookup
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
-                                          S_LOST_TX, S_NTX, emit, normal)
+                                          S_LOST_TX, S_NTX, emit, normal, push_tx, snapshot)
 
 MAX_DEPTH = 64
 MAX_RESUBMITS = 4096
@@ -201,9 +200,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         k += 1
         if op >= OP_SET and op <= OP_DEC_TTL and not dirty:
             dirty = True
-            state[S_LAST] = -1
-            for w in range(PACKET_WORDS):
-                orig[i, w] = key[i, w]
+            snapshot(key, orig, i, state)
         if op == OP_OUTPUT or op == OP_IN_PORT:
             in_port = np.int64((key[i, 0] >> U32) & FFFF)
             port = in_port if op == OP_IN_PORT else a
@@ -211,18 +208,11 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 reason = drops.OUTPUT_PORT_UNKNOWN
             elif op == OP_OUTPUT and port == in_port:
                 pass  # OpenFlow: output to the input port needs the in_port action
-            elif not dirty:                    # the common case: the packet as it came
-                nt = state[S_NTX]
-                if nt < tx.shape[0]:
-                    tx[nt, 0] = i
-                    tx[nt, 1] = port
-                    state[S_NTX] = nt + 1
-                    sent += 1
-                else:
-                    state[S_LOST_TX] += 1
-                    reason = drops.TX_FULL
             else:
-                st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
+                if dirty:   # modified: a committed clone
+                    st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
+                else:       # unmodified: the packet's own row
+                    st = push_tx(tx, state, i, port)
                 if st == 1:
                     sent += 1
                 else:
@@ -234,9 +224,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         elif op == OP_FLOOD:
             if not dirty:
                 dirty = True
-                state[S_LAST] = -1
-                for w in range(PACKET_WORDS):
-                    orig[i, w] = key[i, w]
+                snapshot(key, orig, i, state)
             in_port = np.int64((key[i, 0] >> U32) & FFFF)
             for q in range(portinfo[P_COUNT, 0]):
                 port = portinfo[P_OFPORT, q]

@@ -45,6 +45,27 @@ def _same(key, orig, i, row):
     return True
 
 
+@njit(alloc=False, inline=True)
+def push_tx(tx, state, row, port):
+    """Append (row, port) to the tx list.  -> 1, or the counted drop code TX_FULL."""
+    n = state[S_NTX]
+    if n >= tx.shape[0]:
+        state[S_LOST_TX] += 1
+        return drops.TX_FULL
+    tx[n, 0] = row
+    tx[n, 1] = port
+    state[S_NTX] = n + 1
+    return 1
+
+
+@njit(alloc=False, inline=True)
+def snapshot(key, orig, i, state):
+    """Packet i is about to be rewritten: keep its key as the bytes stand, forget its last clone."""
+    state[S_LAST] = -1
+    for w in range(PACKET_WORDS):
+        orig[i, w] = key[i, w]
+
+
 @njit(alloc=False)
 def emit(data, meta, key, orig, tx, i, port, clone_base, state):
     """One copy of packet i to `port`, with the key as modified so far.  -> 1 sent, else a drop code."""
@@ -70,19 +91,12 @@ def emit(data, meta, key, orig, tx, i, port, clone_base, state):
                 orig[c, w] = orig[i, w]
             if commit_row(data, meta, c, key, orig, i, c) < 0:
                 state[S_LOST_COMMIT] += 1
-                return drops.CLONE_FULL
+                return drops.COMMIT_FAILED
             meta[c, M_ORIGIN] = i
             state[S_CLONES] += 1
             state[S_LAST] = c
             row = c
-    n = state[S_NTX]
-    if n >= tx.shape[0]:
-        state[S_LOST_TX] += 1
-        return drops.TX_FULL
-    tx[n, 0] = row
-    tx[n, 1] = port
-    state[S_NTX] = n + 1
-    return 1
+    return push_tx(tx, state, row, port)
 
 
 @njit(alloc=False)
@@ -128,21 +142,15 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
         nw0 = (w0 & ~np.uint64(0xFFFF)) | np.uint64(t)
         nw1 = w1 & ~np.uint64(0xFFFF) if t == 0 else w1   # no outer tag: OVS's stack ends there
         if not dirty and nw0 == w0 and nw1 == w1:           # the packet as it is: no copy
-            n = state[S_NTX]
-            if n < tx.shape[0]:
-                tx[n, 0] = i
-                tx[n, 1] = p
-                state[S_NTX] = n + 1
+            st = push_tx(tx, state, i, p)
+            if st == 1:
                 sent += 1
             else:
-                state[S_LOST_TX] += 1
-                reason = drops.TX_FULL
+                reason = st
             continue
         if not dirty:
             dirty = True
-            state[S_LAST] = -1
-            for w in range(PACKET_WORDS):
-                orig[i, w] = key[i, w]
+            snapshot(key, orig, i, state)
         key[i, 0] = nw0
         key[i, 1] = nw1
         st = emit(data, meta, key, orig, tx, i, p, clone_base, state)
