@@ -20,7 +20,7 @@ import numpy as np
 
 from softdpu._jit import njit
 from softdpu.ports.pcap_stream import (
-    MAX_CAPLEN, CaptureError, default_warn, put_packet, u32)
+    MAX_CAPLEN, WALK_FULL, WALK_NEED, CaptureError, StreamReader, put_packet, u32)
 
 MAGICS = {   # first four bytes -> (byte order, nanosecond)
     b"\xd4\xc3\xb2\xa1": ("<", False),
@@ -34,7 +34,7 @@ LINKTYPE_ETHERNET = 1
 # kernel state slots (one int64 array, so the call takes few arguments)
 S_LO, S_HI, S_ROW, S_END, S_SWAP, S_TSMUL, S_NEED, S_BYTES = range(8)
 # kernel results
-FULL, NEED, CORRUPT = 0, 1, 2
+FULL, NEED, CORRUPT = WALK_FULL, WALK_NEED, 2
 
 
 @njit
@@ -69,15 +69,12 @@ def _walk(buf, st, data, meta, headroom, max_frame, port):
     return status
 
 
-class PcapReader:
+class PcapReader(StreamReader):
     """Streams a libpcap file into batches; see open_capture()."""
+    S_LO, S_HI, S_ROW, S_END, S_NEED, S_BYTES = S_LO, S_HI, S_ROW, S_END, S_NEED, S_BYTES
 
     def __init__(self, stream, port_no, warn=None):
-        self.stream, self.port_no = stream, port_no
-        self.path = stream.path
-        self.warn = warn or default_warn
-        self.packets = self.bytes = 0
-        self._done = False
+        super().__init__(stream, port_no, warn)
         self._st = np.zeros(8, dtype=np.int64)
         self._read_header()
 
@@ -101,52 +98,12 @@ class PcapReader:
         self._st[S_TSMUL] = 1 if self.nanosecond else 1000
         s.lo += HEADER_LEN
 
-    def fill(self, batch):
-        """Append packets to batch rows batch.n..; how many were added.
+    def _walk(self, batch):
+        return _walk(self.stream.buf, self._st, batch.data, batch.meta, batch.headroom,
+                     batch.max_frame, self.port_no)
 
-        0 at end of file (see `eof`), or when the batch is already full.
-        """
-        s, st = self.stream, self._st
-        first = batch.n
-        st[S_ROW], st[S_END] = batch.n, batch.size
-        try:   # rows filled before an error still count, and stay in the batch
-            while not self._done and st[S_ROW] < st[S_END]:
-                st[S_LO], st[S_HI] = s.lo, s.hi
-                status = _walk(s.buf, st, batch.data, batch.meta, batch.headroom,
-                               batch.max_frame, self.port_no)
-                s.lo = int(st[S_LO])
-                self.bytes += int(st[S_BYTES])
-                if status == NEED:
-                    if not s.more(int(st[S_NEED])):
-                        self._end(int(st[S_ROW]) - first)
-                elif status == CORRUPT:
-                    incl, = struct.unpack_from(self._order + "I", s.buf, s.lo + 8)
-                    raise CaptureError(self.path, s.offset(), f"record length {incl} exceeds "
-                                       f"{MAX_CAPLEN} (corrupt file)")
-        finally:
-            added = int(st[S_ROW]) - first
-            batch.n += added
-            self.packets += added
-        return added
-
-    def _end(self, pending):
-        self._done = True
+    def _status(self, status, first):
         s = self.stream
-        left = s.hi - s.lo
-        if left:
-            self.warn(f"{self.path}: offset {s.offset()}: truncated record (the file ends "
-                      f"{left} bytes into it); {self.packets + pending} packets read")
-
-    @property
-    def eof(self):
-        """True once fill() has reached the end of the file."""
-        return self._done
-
-    def close(self):
-        self.stream.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        incl, = struct.unpack_from(self._order + "I", s.buf, s.lo + 8)
+        raise CaptureError(self.path, s.offset(), f"record length {incl} exceeds "
+                           f"{MAX_CAPLEN} (corrupt file)")

@@ -147,3 +147,70 @@ def put_packet(buf, pay, caplen, origlen, ts, data, meta, row, headroom, max_fra
     meta[row, M_IN_PORT] = port
     meta[row, M_DROP] = drop
     return drop
+
+
+WALK_FULL, WALK_NEED = 0, 1   # statuses every walk kernel shares; others are the format's own
+
+
+class StreamReader:
+    """The part of a capture reader that does not depend on the format.
+
+    A subclass sets stream, port_no, path, warn, packets, bytes, _done and
+    _st (the walk kernel's state vector) in __init__, names the state indices
+    it uses (S_LO, S_HI, S_ROW, S_END, S_NEED, S_BYTES), calls its kernel in
+    _walk(batch) -> status, and handles its own statuses in _status(status, first).
+    """
+    RECORD = "record"   # what a truncated tail cuts short, for the warning
+
+    def __init__(self, stream, port_no, warn=None):
+        self.stream, self.port_no = stream, port_no
+        self.path = stream.path
+        self.warn = warn or default_warn
+        self.packets = self.bytes = 0
+        self._done = False
+
+    def fill(self, batch):
+        """Append packets to batch rows batch.n..; how many were added.
+
+        0 at end of file (see `eof`), or when the batch is already full.
+        """
+        s, st = self.stream, self._st
+        first = batch.n
+        st[self.S_ROW], st[self.S_END] = batch.n, batch.size
+        try:   # rows filled before an error still count, and stay in the batch
+            while not self._done and st[self.S_ROW] < st[self.S_END]:
+                st[self.S_LO], st[self.S_HI] = s.lo, s.hi
+                status = self._walk(batch)
+                s.lo = int(st[self.S_LO])
+                self.bytes += int(st[self.S_BYTES])
+                if status == WALK_NEED:
+                    if not s.more(int(st[self.S_NEED])):
+                        self._end(int(st[self.S_ROW]) - first)
+                elif status != WALK_FULL:
+                    self._status(status, first)
+        finally:
+            added = int(st[self.S_ROW]) - first
+            batch.n += added
+            self.packets += added
+        return added
+
+    def _end(self, pending):
+        self._done = True
+        s = self.stream
+        if s.hi > s.lo:
+            self.warn(f"{self.path}: offset {s.offset()}: truncated {self.RECORD} (the file ends "
+                      f"{s.hi - s.lo} bytes into it); {self.packets + pending} packets read")
+
+    @property
+    def eof(self):
+        """True once fill() has reached the end of the file."""
+        return self._done
+
+    def close(self):
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -28,7 +28,7 @@ import numpy as np
 
 from softdpu._jit import njit
 from softdpu.ports.pcap_stream import (
-    MAX_CAPLEN, CaptureError, default_warn, put_packet, u16, u32)
+    MAX_CAPLEN, WALK_FULL, WALK_NEED, CaptureError, StreamReader, put_packet, u16, u32)
 
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
@@ -44,6 +44,7 @@ S_LO, S_HI, S_ROW, S_END, S_SWAP, S_NIF, S_LAST_TS, S_NEED, S_BYTES, S_AUX = ran
 # kernel results
 FULL, NEED, META, BAD_LEN, TOO_BIG, BAD_TRAILER, BAD_BLOCK, BAD_CAPLEN, NO_IFACE, \
     LINKTYPE = range(10)
+assert (FULL, NEED) == (WALK_FULL, WALK_NEED)  # the statuses StreamReader.fill handles
 BLOCK_NAMES = {PB: "packet block", SPB: "simple packet block", EPB: "enhanced packet block"}
 
 
@@ -159,17 +160,15 @@ def tsresol_columns(v):
     return (0, 10 ** (9 - v), 1, 0) if v <= 9 else (0, 1, 10 ** (v - 9), 0)
 
 
-class PcapngReader:
+class PcapngReader(StreamReader):
     """Streams a pcapng file into batches; see open_capture()."""
+    S_LO, S_HI, S_ROW, S_END, S_NEED, S_BYTES = S_LO, S_HI, S_ROW, S_END, S_NEED, S_BYTES
+    RECORD = "block"
 
     def __init__(self, stream, port_no, warn=None):
-        self.stream, self.port_no = stream, port_no
-        self.path = stream.path
-        self.warn = warn or default_warn
-        self.packets = self.bytes = 0
+        super().__init__(stream, port_no, warn)
         self.nanosecond = False
         self.linktype = None
-        self._done = False
         self._order = "<"
         self._st = np.zeros(10, dtype=np.int64)
         self._ifs = np.zeros((8, IF_COLS), dtype=np.int64)
@@ -263,36 +262,18 @@ class PcapngReader:
             self.nanosecond = True
         s.lo += blen
 
-    def fill(self, batch):
-        """Append packets to batch rows batch.n..; how many were added.
+    def _walk(self, batch):
+        return _walk(self.stream.buf, self._st, self._ifs, batch.data, batch.meta, batch.headroom,
+                     batch.max_frame, self.port_no)
 
-        0 at end of file (see `eof`), or when the batch is already full.
-        """
-        s, st = self.stream, self._st
-        first = batch.n
-        st[S_ROW], st[S_END] = batch.n, batch.size
-        try:   # rows filled before an error still count, and stay in the batch
-            while not self._done and st[S_ROW] < st[S_END]:
-                st[S_LO], st[S_HI] = s.lo, s.hi
-                status = _walk(s.buf, st, self._ifs, batch.data, batch.meta, batch.headroom,
-                               batch.max_frame, self.port_no)
-                s.lo = int(st[S_LO])
-                self.bytes += int(st[S_BYTES])
-                if status == NEED:
-                    if not s.more(int(st[S_NEED])):
-                        self._end(int(st[S_ROW]) - first)
-                elif status == META:
-                    if self._u32(s.lo) == IDB:
-                        self._interface(self._u32(s.lo + 4))
-                    elif not self._section():
-                        self._end(int(st[S_ROW]) - first)
-                elif status != FULL:
-                    raise self._error(status, int(st[S_AUX]))
-        finally:
-            added = int(st[S_ROW]) - first
-            batch.n += added
-            self.packets += added
-        return added
+    def _status(self, status, first):
+        s = self.stream
+        if status != META:
+            raise self._error(status, int(self._st[S_AUX]))
+        if self._u32(s.lo) == IDB:
+            self._interface(self._u32(s.lo + 4))
+        elif not self._section():
+            self._end(int(self._st[S_ROW]) - first)
 
     def _error(self, status, aux):
         s = self.stream
@@ -313,24 +294,3 @@ class PcapngReader:
             lt = int(self._ifs[aux, IF_LT])
             msg = f"unsupported linktype {lt} on interface {aux} (only 1, Ethernet, is supported)"
         return CaptureError(self.path, at, msg)
-
-    def _end(self, pending):
-        self._done = True
-        s = self.stream
-        if s.hi > s.lo:
-            self.warn(f"{self.path}: offset {s.offset()}: truncated block (the file ends "
-                      f"{s.hi - s.lo} bytes into it); {self.packets + pending} packets read")
-
-    @property
-    def eof(self):
-        """True once fill() has reached the end of the file."""
-        return self._done
-
-    def close(self):
-        self.stream.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
