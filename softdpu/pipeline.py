@@ -40,6 +40,7 @@ class Dpu:
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies
+        self.tracer = None        # a trace.Tracer marks packets and collects their records
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
     @classmethod
@@ -53,7 +54,11 @@ class Dpu:
                              f"Dpu was sized for ({self.batch.size}, fanout {self.flows.max_outputs}); "
                              f"use dpu.batch")
         self.parse.run(batch)
+        if self.tracer is not None:
+            self.tracer.before_flows(batch)
         self.flows.run(batch)
+        if self.tracer is not None:
+            self.tracer.after_flows(batch)
         self.stats.add(batch, self.port_index)
 
     # -- pcap mode ---------------------------------------------------------

@@ -105,17 +105,19 @@ def mac_lookup(entries, counters, vlan, mac, now, aging):
 
 @njit(alloc=False)
 def mac_learn(entries, counters, vlan, mac, port, now, aging, max_entries):
-    """Record that (vlan, mac) is behind port, as of now."""
+    """Record that (vlan, mac) is behind port, as of now.  -> True when that is news
+    (a new entry, or the MAC moved), False for a refresh or a multicast source."""
     if (mac >> 40) & 1:
-        return  # a multicast source is never learned
+        return False  # a multicast source is never learned
     k = mac_key(vlan, mac)
     s = _find(entries, k)
     if s >= 0:
-        if entries[s, 1] != port:
+        moved = entries[s, 1] != port
+        if moved:
             counters[C_MOVED] += 1
             entries[s, 1] = port
         entries[s, 2] = now
-        return
+        return moved
     if counters[C_ENTRIES] >= max_entries:
         _make_room(entries, counters, now, aging)
         if counters[C_ENTRIES] >= max_entries:
@@ -135,6 +137,7 @@ def mac_learn(entries, counters, vlan, mac, port, now, aging, max_entries):
     entries[s, 2] = now
     counters[C_ENTRIES] += 1
     counters[C_LEARNED] += 1
+    return True
 
 
 @njit(alloc=False)

@@ -421,8 +421,10 @@ def _set_ops(name, v, m):
     return ops
 
 
-def encode(actions, push_for_set_vlan=False):
+def encode(actions, push_for_set_vlan=False, sources=None):
     """Actions -> list of op rows (opcode, a, b, c, d, e), values as Python ints (uint64 bits).
+
+    sources: a list that gets, for each op row, the index of the action it came from.
 
     push_for_set_vlan: mod_vlan_vid/mod_vlan_pcp push a tag first unless a push_vlan came
     before them in the list.  ovs-ofctl
@@ -430,63 +432,71 @@ def encode(actions, push_for_set_vlan=False):
     does not pin a VLAN tag, and it uses OpenFlow 1.1+ for a whole file once one flow
     needs it (push_vlan)."""
     ops = []
-    for a in actions:
-        n, x = a.name, a.arg
-        if n == "output":
-            ops.append((OP_OUTPUT, x, 0, 0, 0, 0))
-        elif n == "drop":
-            ops.append((OP_DROP, 0, 0, 0, 0, 0))
-        elif n == "in_port":
-            ops.append((OP_IN_PORT, 0, 0, 0, 0, 0))
-        elif n in ("flood", "all"):
-            ops.append((OP_FLOOD, 0, 0, 0, 0, 0))
-        elif n == "normal":
-            ops.append((OP_NORMAL, 0, 0, 0, 0, 0))
-        elif n in ("mod_vlan_vid", "mod_vlan_pcp"):
-            if push_for_set_vlan:                      # no tag known to be there yet
-                ops.append((OP_PUSH_VLAN, 0, 0, 0, 0, 0))
-                push_for_set_vlan = False
-            if n == "mod_vlan_vid":
-                ops.append((OP_SET_VLAN, 0, 0x0FFF, x, 0, 0))
-            else:
-                ops.append((OP_SET_VLAN, 0, 0xE000, x << 13, 0, 0))
-        elif n in ("strip_vlan", "pop_vlan"):
-            ops.append((OP_POP_VLAN, 0, 0, 0, 0, 0))
-        elif n == "push_vlan":
-            ops.append((OP_PUSH_VLAN, 0, 0, 0, 0, 0))
-            push_for_set_vlan = False
-        elif n in ("mod_dl_src", "mod_dl_dst"):
-            ops += _set_ops(n[4:], *x)
-        elif n in ("mod_nw_src", "mod_nw_dst"):
-            ops += [(o, w, m, v, G_IPV4, e) for o, w, m, v, _, e in _set_ops(n[4:], *x)]
-        elif n == "mod_nw_tos":
-            ops.append((OP_SET, 2, 0xFC, x, G_IP_ANY, 0))
-        elif n == "mod_nw_ttl":
-            ops.append((OP_SET, 4, 0xFF00, x << 8, G_IP_ANY, 0))
-        elif n in ("mod_tp_src", "mod_tp_dst"):
-            shift = 48 if n == "mod_tp_src" else 32
-            ops.append((OP_SET, 4, 0xFFFF << shift, x << shift, G_L4_PORTS, 0))
-        elif n == "dec_ttl":
-            ops.append((OP_DEC_TTL, 0, 0, 0, 0, 0))
-        elif n in ("set_field", "load"):
-            ops += _set_ops(*x)
-        elif n == "move":
-            (sn, slo, bits), (dn, dlo, _) = x
-            ops += _move_ops(sn, slo, dn, dlo, bits)
-        elif n in ("set_tunnel", "set_tunnel64"):
-            ops.append((OP_SET, 21, M64, x, G_NONE, 0))
-        elif n == "write_metadata":
-            v, m = x
-            ops.append((OP_SET, 12, m, v & m, G_NONE, 0))
-        elif n == "resubmit":
-            ops.append((OP_RESUBMIT, x[0], x[1], 0, 0, 0))
-        elif n == "goto_table":
-            ops.append((OP_GOTO, x, 0, 0, 0, 0))
-        elif n == "clear_actions":
-            ops.append((OP_NOP, 0, 0, 0, 0, 0))   # clears the action set, which softdpu has none of
-        else:
-            raise AssertionError(f"no opcode for action {n}")
+    for index, a in enumerate(actions):
+        first = len(ops)
+        _encode_one(a, ops, push_for_set_vlan)
+        if a.name in ("push_vlan", "mod_vlan_vid", "mod_vlan_pcp"):
+            push_for_set_vlan = False                  # a tag is there from now on
+        if sources is not None:
+            sources += [index] * (len(ops) - first)
     return ops
+
+
+def _encode_one(a, ops, push_for_set_vlan):
+    """Append the op rows of one action."""
+    n, x = a.name, a.arg
+    if n == "output":
+        ops.append((OP_OUTPUT, x, 0, 0, 0, 0))
+    elif n == "drop":
+        ops.append((OP_DROP, 0, 0, 0, 0, 0))
+    elif n == "in_port":
+        ops.append((OP_IN_PORT, 0, 0, 0, 0, 0))
+    elif n in ("flood", "all"):
+        ops.append((OP_FLOOD, 0, 0, 0, 0, 0))
+    elif n == "normal":
+        ops.append((OP_NORMAL, 0, 0, 0, 0, 0))
+    elif n in ("mod_vlan_vid", "mod_vlan_pcp"):
+        if push_for_set_vlan:                      # no tag known to be there yet
+            ops.append((OP_PUSH_VLAN, 0, 0, 0, 0, 0))
+        if n == "mod_vlan_vid":
+            ops.append((OP_SET_VLAN, 0, 0x0FFF, x, 0, 0))
+        else:
+            ops.append((OP_SET_VLAN, 0, 0xE000, x << 13, 0, 0))
+    elif n in ("strip_vlan", "pop_vlan"):
+        ops.append((OP_POP_VLAN, 0, 0, 0, 0, 0))
+    elif n == "push_vlan":
+        ops.append((OP_PUSH_VLAN, 0, 0, 0, 0, 0))
+    elif n in ("mod_dl_src", "mod_dl_dst"):
+        ops += _set_ops(n[4:], *x)
+    elif n in ("mod_nw_src", "mod_nw_dst"):
+        ops += [(o, w, m, v, G_IPV4, e) for o, w, m, v, _, e in _set_ops(n[4:], *x)]
+    elif n == "mod_nw_tos":
+        ops.append((OP_SET, 2, 0xFC, x, G_IP_ANY, 0))
+    elif n == "mod_nw_ttl":
+        ops.append((OP_SET, 4, 0xFF00, x << 8, G_IP_ANY, 0))
+    elif n in ("mod_tp_src", "mod_tp_dst"):
+        shift = 48 if n == "mod_tp_src" else 32
+        ops.append((OP_SET, 4, 0xFFFF << shift, x << shift, G_L4_PORTS, 0))
+    elif n == "dec_ttl":
+        ops.append((OP_DEC_TTL, 0, 0, 0, 0, 0))
+    elif n in ("set_field", "load"):
+        ops += _set_ops(*x)
+    elif n == "move":
+        (sn, slo, bits), (dn, dlo, _) = x
+        ops += _move_ops(sn, slo, dn, dlo, bits)
+    elif n in ("set_tunnel", "set_tunnel64"):
+        ops.append((OP_SET, 21, M64, x, G_NONE, 0))
+    elif n == "write_metadata":
+        v, m = x
+        ops.append((OP_SET, 12, m, v & m, G_NONE, 0))
+    elif n == "resubmit":
+        ops.append((OP_RESUBMIT, x[0], x[1], 0, 0, 0))
+    elif n == "goto_table":
+        ops.append((OP_GOTO, x, 0, 0, 0, 0))
+    elif n == "clear_actions":
+        ops.append((OP_NOP, 0, 0, 0, 0, 0))   # clears the action set, which softdpu has none of
+    else:
+        raise AssertionError(f"no opcode for action {n}")
 
 
 def _move_ops(sn, slo, dn, dlo, bits):

@@ -23,7 +23,7 @@ import numpy as np
 from softdpu.key import U16, U32
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_LEN
+from softdpu.batch import M_DROP, M_LEN, M_TRACED
 from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_IP_ANY,
                                                 G_IP_ANY_OR_ARP, G_IPV4, G_IPV4_OR_ARP, G_IPV6,
                                                 G_L4, G_L4_PORTS, G_NONE, G_SCTP, G_TCP, G_UDP,
@@ -33,6 +33,8 @@ from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_I
 from softdpu.stages.flows.classify import lookup
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
                                           S_LOST_TX, S_NTX, emit, normal, push_tx, snapshot)
+from softdpu.stages.flows.trace_records import (NOTE_GUARD, NOTE_RESUBMIT_LIMIT, NOTE_TTL_EXPIRED, T_ACTION,
+                                                T_KEY, T_LOOKUP, T_NOTE, T_OUTPUT, record)
 
 MAX_DEPTH = 64
 MAX_RESUBMITS = 4096
@@ -87,11 +89,12 @@ def _bits(n):
 
 @njit(alloc=False)  # no reference counting around the inlined lookup (5x slower with it)
 def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
-                n_packets, n_bytes, cache, gen, trunks, macs, state, stack):
+                n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace):
     """Interpret the flow tables over packets 0..n-1 (clone rows from row state[S_CLONE_BASE] on).
 
     A rule of plain outputs runs here (the common case, kept small so the
-    inlined lookup stays fast); any other rule goes to _interpret.
+    inlined lookup stays fast); any other rule, and every traced packet, goes
+    to _interpret, which writes their trace records (trace_records.py).
     Returns the tx list length (also in state[S_NTX])."""
     state[S_CLONES] = 0
     n_tx = 0
@@ -100,24 +103,27 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
         if meta[i, M_DROP] != 0:
             continue
         r = lookup(key, i, 0, tss_sub, tss_words, tss_slots, cache, gen)
+        traced = meta[i, M_TRACED] != 0
+        if traced:
+            record(trace, state, i, T_LOOKUP, 0, r, 0, -1)
         if r < 0:
             meta[i, M_DROP] = drops.NO_MATCH
             continue
         n_packets[r] += 1
         n_bytes[r] += meta[i, M_LEN]
+        if traced or act[r, 2] == 0:
+            state[S_NTX] = n_tx
+            _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops,
+                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace)
+            n_tx = state[S_NTX]
+            continue
         if act[r, 2] == 2:                     # actions=normal: the L2 switch, no interpreter
             state[S_NTX] = n_tx
             st = normal(data, meta, key, orig, tx, i, state[S_CLONE_BASE], state, portinfo, trunks,
-                        macs, False)
+                        macs, False, trace)
             n_tx = state[S_NTX]
             if st <= 0:
                 meta[i, M_DROP] = -st if st < 0 else drops.ACTION_DROP
-            continue
-        if act[r, 2] == 0:
-            state[S_NTX] = n_tx
-            _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops,
-                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack)
-            n_tx = state[S_NTX]
             continue
         reason = drops.ACTION_DROP
         sent = 0
@@ -144,8 +150,9 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
 
 @njit(alloc=False)
 def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
-               n_packets, n_bytes, cache, gen, trunks, macs, state, stack):
+               n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace):
     """Run packet i from its table-0 rule r (already counted) with every action kind."""
+    traced = meta[i, M_TRACED] != 0
     clone_base = state[S_CLONE_BASE]
     dirty = False     # packet words changed yet? (orig[i] holds the parsed ones from then on)
     tx0 = state[S_NTX]
@@ -169,6 +176,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             r = lookup(key, i, t, tss_sub, tss_words, tss_slots, cache, gen)
             if lport >= 0:
                 key[i, 0] = w0
+            if traced:
+                record(trace, state, i, T_LOOKUP, t, r, sp + 1 if pending == 2 else sp, lport)
             if r < 0:
                 reason = drops.NO_MATCH
                 if pending == 1:
@@ -197,6 +206,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             continue
         op = ops[k, 0]
         a = ops[k, 1]
+        if traced:
+            record(trace, state, i, T_ACTION, k, sp, 0, 0)
         k += 1
         if op >= OP_SET and op <= OP_DEC_TTL and not dirty:
             dirty = True
@@ -204,8 +215,10 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         if op == OP_OUTPUT or op == OP_IN_PORT:
             in_port = np.int64((key[i, 0] >> U32) & FFFF)
             port = in_port if op == OP_IN_PORT else a
+            st = 0
             if portinfo[P_INDEX, port] < 0:
-                reason = drops.OUTPUT_PORT_UNKNOWN
+                st = drops.OUTPUT_PORT_UNKNOWN
+                reason = st
             elif op == OP_OUTPUT and port == in_port:
                 pass  # OpenFlow: output to the input port needs the in_port action
             else:
@@ -217,10 +230,16 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                     sent += 1
                 else:
                     reason = st
+            if traced:
+                record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0)
         elif op == OP_SET:
             if _guard(key, i, ops[k - 1, 4]):
                 m = np.uint64(ops[k - 1, 2])
                 key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
+                if traced:
+                    record(trace, state, i, T_KEY, a, np.int64(key[i, a]), 0, 0)
+            elif traced:
+                record(trace, state, i, T_NOTE, NOTE_GUARD, ops[k - 1, 4], 0, 0)
         elif op == OP_FLOOD:
             if not dirty:
                 dirty = True
@@ -234,8 +253,10 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                         sent += 1
                     else:
                         reason = st
+                    if traced:
+                        record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0)
         elif op == OP_NORMAL:
-            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty)
+            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace)
             if st > 0:
                 sent += st
             elif st < 0:
@@ -243,6 +264,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         elif op == OP_RESUBMIT:
             resubmits += 1
             if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
+                if traced:
+                    record(trace, state, i, T_NOTE, NOTE_RESUBMIT_LIMIT, sp, resubmits, 0)
                 fatal = True
                 break
             t = ops[k - 1, 2]
@@ -261,22 +284,34 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 tci = np.uint64(0x1000)
             tci = (tci & ~np.uint64(ops[k - 1, 2])) | np.uint64(ops[k - 1, 3])
             key[i, 0] = (key[i, 0] & ~FFFF) | tci
+            if traced:
+                _record_tags(trace, state, key, i)
         elif op == OP_PUSH_VLAN:
             tci = key[i, 0] & FFFF
             key[i, 1] = (key[i, 1] & ~FFFF) | tci
             key[i, 0] = (key[i, 0] & ~FFFF) | np.uint64(0x1000)
+            if traced:
+                _record_tags(trace, state, key, i)
         elif op == OP_POP_VLAN:
             tci2 = key[i, 1] & FFFF
             key[i, 1] = key[i, 1] & ~FFFF
             key[i, 0] = (key[i, 0] & ~FFFF) | tci2
+            if traced:
+                _record_tags(trace, state, key, i)
         elif op == OP_DEC_TTL:
             if _guard(key, i, G_IP_ANY):
                 ttl = (key[i, 4] >> np.uint64(8)) & np.uint64(0xFF)
                 if ttl <= np.uint64(1):
                     reason = drops.TTL_EXPIRED
                     k = end
+                    if traced:
+                        record(trace, state, i, T_NOTE, NOTE_TTL_EXPIRED, np.int64(ttl), 0, 0)
                 else:
                     key[i, 4] -= np.uint64(0x100)
+                    if traced:
+                        record(trace, state, i, T_KEY, 4, np.int64(key[i, 4]), 0, 0)
+            elif traced:
+                record(trace, state, i, T_NOTE, NOTE_GUARD, G_IP_ANY, 0, 0)
         elif op == OP_MOVE:
             nb = ops[k - 1, 5]
             m = _bits(nb)
@@ -284,6 +319,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             ds = np.uint64(ops[k - 1, 4])
             dw = ops[k - 1, 3]
             key[i, dw] = (key[i, dw] & ~(m << ds)) | (v << ds)
+            if traced:
+                record(trace, state, i, T_KEY, dw, np.int64(key[i, dw]), 0, 0)
     if fatal:
         state[S_NTX] = tx0
         state[S_CLONES] = clones0
@@ -292,6 +329,11 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         meta[i, M_DROP] = reason
 
 
+@njit(alloc=False, inline=True)
+def _record_tags(trace, state, key, i):
+    """Trace the VLAN words (0: outer tag, 1: inner tag) after a VLAN action."""
+    record(trace, state, i, T_KEY, 0, np.int64(key[i, 0]), 0, 0)
+    record(trace, state, i, T_KEY, 1, np.int64(key[i, 1]), 0, 0)
 
 
 def port_index_table(ofports):

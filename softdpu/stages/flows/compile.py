@@ -42,6 +42,7 @@ class FlowProgram:
     tss_sub: np.ndarray         # uint64[N_TABLES + S, SUB_COLS]: table directory, subtables
     tss_words: np.ndarray       # uint64[NW, 4]: (word, mask, hash keys) per subtable word
     tss_slots: np.ndarray       # uint64[P]: every subtable's tags and entries
+    op_action: list = None      # op row k -> index into its rule's actions (for trace)
 
 
 def _place(mask, value, r, name, v, m):
@@ -73,12 +74,13 @@ def compile_rules(rules):
     value = np.zeros((max(n, 1), KEY_WORDS), np.uint64)
     act = np.zeros((max(n, 1), 3), np.int64)
     ops = []
+    op_action = []
     bounds = np.zeros((N_TABLES, 2), np.int64)
     of11 = needs_openflow11(ordered)
     for r, rule in enumerate(ordered):
         for name, (v, m) in rule.match.items():
             _place(mask, value, r, name, v, m)
-        rows = encode(rule.actions, of11 and not vlan_in_match(rule.members))
+        rows = encode(rule.actions, of11 and not vlan_in_match(rule.members), sources=op_action)
         simple = 2 if [row[0] for row in rows] == [OP_NORMAL] else all(row[0] == OP_OUTPUT for row in rows)
         act[r] = (len(ops), len(rows), simple)
         ops += rows
@@ -89,4 +91,4 @@ def compile_rules(rules):
                if ops else np.zeros((1, OP_COLS), np.int64))
     tss = tuple_space.build(mask[:n], value[:n], bounds)
     return FlowProgram(ordered, mask, value, bounds, act, ops_arr,
-                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64), *tss)
+                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64), *tss, op_action)

@@ -15,10 +15,12 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TS
+from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TRACED, M_TS
 from softdpu.key import PACKET_WORDS
 from softdpu.stages.flows.commit import commit_row
 from softdpu.stages.l2 import TRUNK, carries, ingress_vlan, mac_learn, mac_lookup
+from softdpu.stages.flows.trace_records import (N_FLOOD, N_KNOWN, N_LEARNED, N_RESERVED, N_VLAN_REFUSED,
+                                                T_NORMAL, T_OUTPUT, record)
 
 S_AGING = 5
 S_MAX_MACS = 6
@@ -29,6 +31,7 @@ S_LOST_TX = 10        # copies lost: tx list full
 S_LOST_CLONE = 11     # copies lost: no clone row
 S_LOST_COMMIT = 12    # copies lost: commit failed (no headroom)
 S_CLONE_BASE = 13     # first clone row (the batch size)
+# 14, 15: the trace buffer's fill level and lost records (trace_records.py)
 S_COLS = 16
 
 P_INDEX = 0           # portinfo rows: port index of an ofport (-1 none)
@@ -100,12 +103,14 @@ def emit(data, meta, key, orig, tx, i, port, clone_base, state):
 
 
 @njit(alloc=False)
-def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty):
+def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace):
     """OVS NORMAL for packet i: learn, then forward or flood within the VLAN.  -> copies sent, or -drop code.
 
     dirty: orig[i] holds the parsed packet words (the key may differ from them).  When
     not dirty, a copy whose tags are unchanged goes out as the packet's own row without
-    a compare, and orig[i] is filled only when some port needs other tags."""
+    a compare, and orig[i] is filled only when some port needs other tags.  A traced
+    packet gets T_NORMAL and T_OUTPUT records."""
+    traced = meta[i, M_TRACED] != 0
     in_port = np.int64((key[i, 0] >> np.uint64(32)) & np.uint64(0xFFFF))
     kin = portinfo[P_INDEX, in_port]
     if kin < 0:
@@ -116,17 +121,24 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
     port_tag = portinfo[P_TAG]
     vlan = ingress_vlan(port_tag, trunks, kin, tci)
     if vlan < 0:
+        if traced:
+            record(trace, state, i, T_NORMAL, N_VLAN_REFUSED, tci & 0xFFF, in_port, 0)
         return -drops.VLAN_REFUSED
     src = np.int64(w1 >> np.uint64(16))
     dst = np.int64(key[i, 2] >> np.uint64(16))
     if (dst & 0xFFFFFFFFFFF0) == 0x0180C2000000:
+        if traced:
+            record(trace, state, i, T_NORMAL, N_RESERVED, vlan, in_port, dst)
         return 0                        # reserved multicast (STP, LLDP, ...): OVS drops
     now = meta[i, M_TS]
     aging = state[S_AGING]
-    mac_learn(macs, state, vlan, src, in_port, now, aging, state[S_MAX_MACS])
+    if mac_learn(macs, state, vlan, src, in_port, now, aging, state[S_MAX_MACS]) and traced:
+        record(trace, state, i, T_NORMAL, N_LEARNED, vlan, in_port, src)
     out = np.int64(-1)
     if not (dst >> 40) & 1:
         out = mac_lookup(macs, state, vlan, dst, now, aging)
+    if traced:
+        record(trace, state, i, T_NORMAL, N_KNOWN if out >= 0 else N_FLOOD, vlan, out, dst)
     pcp = tci & 0xE000 if tci & 0x1000 else 0
     sent = 0
     reason = 0
@@ -147,6 +159,8 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
                 sent += 1
             else:
                 reason = st
+            if traced:
+                record(trace, state, i, T_OUTPUT, p, st, i if st == 1 else -1, 0)
             continue
         if not dirty:
             dirty = True
@@ -158,6 +172,8 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
             sent += 1
         else:
             reason = st
+        if traced:
+            record(trace, state, i, T_OUTPUT, p, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0)
     key[i, 0] = w0
     key[i, 1] = w1
     if sent == 0 and reason != 0:

@@ -8,6 +8,7 @@ from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_AGING, S_CLONE_BASE,
                                           S_COLS, S_LOST_CLONE, S_LOST_COMMIT, S_LOST_TX, S_MAX_MACS)
 from softdpu.stages.flows.syntax import parse_file
+from softdpu.stages.flows.trace_records import RECORDS, S_TRACE_LOST, S_TRACE_N
 from softdpu.stages.l2 import DEFAULT_AGING_S, DEFAULT_MAX_ENTRIES, MacTable, port_vlan_arrays
 
 
@@ -45,6 +46,7 @@ class FlowTables:
         self.state[:5] = self.macs.counters
         self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
         self.stack = np.zeros((MAX_DEPTH + 1, 3), np.int64)
+        self.trace = np.zeros((RECORDS, 6), np.int64)   # records of traced packets (trace_records.py)
         # can a packet be modified before an output (then the batch needs clone rows)?
         plain = {"output", "drop", "in_port", "flood", "all", "resubmit", "goto_table", "clear_actions",
                  "write_metadata", "set_tunnel", "set_tunnel64"}
@@ -108,4 +110,10 @@ class FlowTables:
         batch.n_tx = run_actions(batch.data, batch.meta, batch.key, batch.orig, batch.n, batch.tx,
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
-                                 self.trunks, self.macs.entries, self.state, self.stack)
+                                 self.trunks, self.macs.entries, self.state, self.stack, self.trace)
+
+    def take_trace(self):
+        """The trace records of the last batch (a copy), and how many were lost; resets the buffer."""
+        n, lost = int(self.state[S_TRACE_N]), int(self.state[S_TRACE_LOST])
+        self.state[S_TRACE_N] = self.state[S_TRACE_LOST] = 0
+        return self.trace[:n].copy(), lost
