@@ -14,9 +14,18 @@ number of subtables a lookup visits, says how hard).
                  essentially every lookup misses, hashes, searches and inserts)
   cache_hit      flow cache + search, the same 256 flows again and again (all hits)
   linear         the old linear scan, for scale (a few batches only)
-  e2e_many/few   64-byte IPv4 TCP/UDP frames in memory: parse + flow tables
-                 (lookup, counters, output), many flows (64k) / few (256);
-                 refilling the batch is not timed
+  e2e_*          64-byte IPv4 TCP/UDP frames in memory: parse + flow tables
+                 (the real FlowTables stage: cache + search, counters, output);
+                 refilling the batch is not timed.  Flow mixes:
+                   e2e_many  64k flows, each once per pass (the 8k-entry cache
+                             cannot hold them: ~every lookup misses)
+                   e2e_1k    1000 flows, 64k packets at random among them
+                             (the cache holds them all)
+                   e2e_zipf  64k flows, 256k packets Zipf(1) over them (a few
+                             elephants, a long tail of mice)
+                   e2e_few   256 flows, the same batch again and again
+                 each with the flow cache's steady-state hit rate (the parsed
+                 keys replayed through a copy of the lookup, counting hits)
 
 Each figure is ns per packet (kernel call included) and Mpps, the median of
 repeats.  `python bench/classifier_bench.py` prints them.
@@ -32,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from softdpu.batch import HEADROOM, M_DROP, M_IN_PORT, M_LEN, M_START, M_WIRE_LEN, Batch  # noqa: E402
 from softdpu.key import FIELDS, KEY_WORDS  # noqa: E402
-from softdpu.stages.flows.classify import classify, classify_linear, classify_tss  # noqa: E402
+from softdpu._jit import njit  # noqa: E402
+from softdpu.stages.flows.classify import _key_hash, classify, classify_linear, classify_tss, lookup  # noqa: E402
 from softdpu.stages.flows.compile import compile_rules  # noqa: E402
-from softdpu.stages.flows.flow_cache import FlowCache  # noqa: E402
+from softdpu.stages.flows.flow_cache import C_GEN, C_HASH, C_KEY, C_TABLE, FlowCache  # noqa: E402
 from softdpu.stages.flows.stage import FlowTables  # noqa: E402
 from softdpu.stages.flows.syntax import Action, Rule  # noqa: E402
 from softdpu.stages.parse import Parse  # noqa: E402
@@ -172,17 +182,52 @@ def _fill(batch, frames, ports):
     batch.n_tx = 0
 
 
-def bench_end_to_end(rules, program, n_flows, repeats=5, passes=2):
-    """parse + flow tables over 64-byte frames in memory; ns per packet (median)."""
+@njit(alloc=False)
+def _count_hits(keys, sub, words, slots, cache, gen):
+    """Look up key rows in order as the flow tables do (table 0); how many the flow cache answered."""
+    hits = 0
+    half = np.uint64((cache.shape[0] >> 1) - 1)
+    for i in range(keys.shape[0]):
+        h = _key_hash(keys, np.uint64(i), np.uint64(0))
+        row = (h & half) << np.uint64(1)
+        for way in range(2):
+            e = row + np.uint64(way)
+            if cache[e, C_GEN] == gen and cache[e, C_HASH] == h and cache[e, C_TABLE] == 0:
+                diff = np.uint64(0)
+                for w in range(keys.shape[1]):
+                    diff |= cache[e, C_KEY + w] ^ keys[i, w]
+                if diff == 0:
+                    hits += 1
+                    break
+        lookup(keys, i, 0, sub, words, slots, cache, gen)
+    return hits
+
+
+def cache_hit_rate(program, parsed):
+    """Share of lookups the exact-match cache answers in steady state: the parsed key rows
+    looked up in order twice with a fresh cache, hits counted in the second pass."""
+    cache = FlowCache()
+    args = (program.tss_sub, program.tss_words, program.tss_slots, cache.entries, cache.generation)
+    _count_hits(parsed, *args)
+    return _count_hits(parsed, *args) / len(parsed)
+
+
+def bench_end_to_end(rules, program, n_flows, repeats=5, passes=2, seq=None):
+    """parse + flow tables over 64-byte frames in memory: (ns per packet (median), cache hit rate).
+
+    seq: the flow of each packet, in order (default: every flow once, in order); the
+    sequence is cycled, so the stage's flow cache is in steady state after the first pass."""
     keys = flow_keys(program, n_flows, seed=3)
-    frames = frames_from_keys(keys)
-    ports = (keys[:, 0] >> np.uint64(32)).astype(np.int64)
+    seq = np.arange(n_flows) if seq is None else np.asarray(seq)
+    frames = frames_from_keys(keys)[seq]
+    ports = (keys[seq, 0] >> np.uint64(32)).astype(np.int64)
     stage = FlowTables(rules, ofports=[1, 2, 3, 4])
     parse = Parse()
     batch = Batch(size=BATCH)
-    n_batches = n_flows // BATCH
+    n_batches = len(seq) // BATCH
+    parsed = np.zeros((n_batches * BATCH, KEY_WORDS), np.uint64)
 
-    def one_pass():
+    def one_pass(keep=False):
         total = 0.0
         for k in range(n_batches):
             _fill(batch, frames[k * BATCH:(k + 1) * BATCH], ports[k * BATCH:(k + 1) * BATCH])
@@ -190,14 +235,23 @@ def bench_end_to_end(rules, program, n_flows, repeats=5, passes=2):
             parse.run(batch)
             stage.run(batch)
             total += time.perf_counter() - t
+            if keep:
+                parsed[k * BATCH:(k + 1) * BATCH] = batch.key[:BATCH]
         return total
 
-    one_pass()                                                   # compile / load, warm the cache
+    one_pass(keep=True)                                          # compile / load, warm the cache
     if batch.n_tx != BATCH or batch.meta[:BATCH, M_DROP].any():
         raise AssertionError("every benchmark packet should be forwarded")
     per = [sum(one_pass() for _ in range(passes)) / (passes * n_batches * BATCH) * 1e9
            for _ in range(repeats)]
-    return statistics.median(per)
+    return statistics.median(per), cache_hit_rate(program, parsed)
+
+
+def zipf_sequence(n_flows, n_packets, s=1.0, seed=4):
+    """n_packets flow indices drawn with P(flow of rank k) ~ 1/k^s (a few elephants, many mice)."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_flows + 1) ** s
+    return rng.choice(n_flows, n_packets, p=p / p.sum())
 
 
 def bench_classifier(n_rules=10_000, n_masks=50, many=65_536, repeats=5):
@@ -241,8 +295,14 @@ def bench_classifier(n_rules=10_000, n_masks=50, many=65_536, repeats=5):
     res["cache_miss"] = _entry(_median_ns(with_cache(batches), many, repeats))
     res["cache_hit"] = _entry(_median_ns(with_cache([few] * 256), 256 * BATCH, repeats))
     res["linear"] = _entry(_median_ns(linear, 8 * BATCH, 3))
-    res["e2e_many"] = _entry(bench_end_to_end(rules, program, many, repeats=repeats))
-    res["e2e_few"] = _entry(bench_end_to_end(rules, program, BATCH * 1, repeats=repeats, passes=256))
+    rng = np.random.default_rng(5)
+    mixes = {"e2e_many": dict(n_flows=many),
+             "e2e_1k": dict(n_flows=1000, seq=rng.integers(0, 1000, many)),
+             "e2e_zipf": dict(n_flows=many, seq=zipf_sequence(many, 4 * many)),
+             "e2e_few": dict(n_flows=BATCH, passes=256)}
+    for name, kw in mixes.items():
+        ns, hit = bench_end_to_end(rules, program, repeats=repeats, **kw)
+        res[name] = {**_entry(ns), "cache_hit_rate": round(hit, 4)}
     return res
 
 
@@ -255,6 +315,9 @@ if __name__ == "__main__":
               "cache_hit": "flow cache hitting (256 flows)",
               "linear": "linear scan (the old lookup)",
               "e2e_many": "parse + flow tables, 64 B frames, 64k flows",
-              "e2e_few": "parse + flow tables, 64 B frames, 256 flows"}
+              "e2e_1k": "parse + flow tables, 64 B frames, 1k flows",
+              "e2e_zipf": "parse + flow tables, 64 B, 64k flows Zipf(1)",
+              "e2e_few": "parse + flow tables, 64 B frames, 256 flows hot"}
     for k, label in labels.items():
-        print(f"  {label:46s} {r[k]['mpps']:8.2f} Mpps  {r[k]['ns_per_pkt']:8.1f} ns/packet")
+        hit = f"  cache hits {r[k]['cache_hit_rate']:.1%}" if "cache_hit_rate" in r[k] else ""
+        print(f"  {label:46s} {r[k]['mpps']:8.2f} Mpps  {r[k]['ns_per_pkt']:8.1f} ns/packet{hit}")

@@ -13,6 +13,10 @@
                interpreter start and loading the cached kernels
   classifier   10k rules in 50 masks (bench/classifier_bench.py): tuple-space
                search, flow cache missing and hitting, parse + flow tables
+               over 64k / 1k / Zipf / 256 flows with the cache hit rate
+  l2_switch    pipelines/l2-switch (normal, MAC learning, 2 VLANs) in memory
+               (bench/l2_switch_bench.py): dpu.process on 64-byte frames of
+               1000 hosts, MAC table warm, and the parse / flows / stats split
 
 Results and the command go in bench/RESULTS.md by hand, with the date and machine.
 """
@@ -32,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from classifier_bench import bench_classifier  # noqa: E402
+from l2_switch_bench import bench_l2_switch  # noqa: E402
 from parse_bench import bench_parse  # noqa: E402
 from pcap_bench import bench_pcap  # noqa: E402
 
@@ -105,6 +110,7 @@ def main(argv=None):
     res.update(bench_pcap(n=args.packets))
     res.update(bench_run(args.packets))
     res["classifier"] = bench_classifier()
+    res["l2_switch"] = bench_l2_switch()
     if args.json:
         print(json.dumps(res, indent=2))
         return
@@ -118,8 +124,14 @@ def main(argv=None):
     c = res["classifier"]
     for k, label in (("tss", "10k rules/50 masks, search"), ("cache_miss", "10k/50, cache missing"),
                      ("cache_hit", "10k/50, cache hitting"), ("e2e_many", "10k/50 parse+flows 64k fl"),
+                     ("e2e_1k", "10k/50 parse+flows 1k fl"), ("e2e_zipf", "10k/50 parse+flows Zipf"),
                      ("e2e_few", "10k/50 parse+flows 256 fl")):
-        print(f"{label:28s} {c[k]['mpps']:8.2f} Mpps  {c[k]['ns_per_pkt']:6.1f} ns/pkt")
+        hit = f"  cache hits {c[k]['cache_hit_rate']:.1%}" if "cache_hit_rate" in c[k] else ""
+        print(f"{label:28s} {c[k]['mpps']:8.2f} Mpps  {c[k]['ns_per_pkt']:6.1f} ns/pkt{hit}")
+    s = res["l2_switch"]
+    for k, label in (("total", "l2-switch dpu.process, 64 B"), ("parse", "  parse"), ("flows", "  flows (normal)"),
+                     ("stats", "  stats")):
+        print(f"{label:28s} {s[k]['mpps']:8.2f} Mpps  {s[k]['ns_per_pkt']:6.1f} ns/pkt")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 from softdpu.key import U16, U32
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_LEN, M_TRACED
+from softdpu.batch import M_DROP, M_LEN, M_TRACED, M_TS
 from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_IP_ANY,
                                                 G_IP_ANY_OR_ARP, G_IPV4, G_IPV4_OR_ARP, G_IPV6,
                                                 G_L4, G_L4_PORTS, G_NONE, G_SCTP, G_TCP, G_UDP,
@@ -89,12 +89,13 @@ def _bits(n):
 
 @njit(alloc=False)  # no reference counting around the inlined lookup (5x slower with it)
 def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
-                n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace):
+                n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns):
     """Interpret the flow tables over packets 0..n-1 (clone rows from row state[S_CLONE_BASE] on).
 
     A rule of plain outputs runs here (the common case, kept small so the
     inlined lookup stays fast); any other rule, and every traced packet, goes
     to _interpret, which writes their trace records (trace_records.py).
+    used_ns[r]: the latest timestamp of a packet that matched rule r (flows/timeouts.py).
     Returns the tx list length (also in state[S_NTX])."""
     state[S_CLONES] = 0
     n_tx = 0
@@ -111,10 +112,11 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
             continue
         n_packets[r] += 1
         n_bytes[r] += meta[i, M_LEN]
+        used_ns[r] = max(used_ns[r], meta[i, M_TS])
         if traced or act[r, 2] == 0:
             state[S_NTX] = n_tx
             _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops,
-                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace)
+                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns)
             n_tx = state[S_NTX]
             continue
         if act[r, 2] == 2:                     # actions=normal: the L2 switch, no interpreter
@@ -150,7 +152,7 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
 
 @njit(alloc=False)
 def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
-               n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace):
+               n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns):
     """Run packet i from its table-0 rule r (already counted) with every action kind."""
     traced = meta[i, M_TRACED] != 0
     clone_base = state[S_CLONE_BASE]
@@ -186,6 +188,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 continue
             n_packets[r] += 1
             n_bytes[r] += meta[i, M_LEN]
+            used_ns[r] = max(used_ns[r], meta[i, M_TS])
             if pending == 2:
                 stack[sp, 0] = k
                 stack[sp, 1] = end

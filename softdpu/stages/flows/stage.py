@@ -1,14 +1,20 @@
-"""The flow-table stage: a .flows file, compiled, run over each batch."""
+"""The flow-table stage: a .flows file, compiled, run over each batch.
+
+Rules with idle_timeout / hard_timeout expire on the capture clock
+(timeouts.py): while any rule has one, run() may process a batch in pieces.
+"""
 import numpy as np
 
-from softdpu.stages.flows import action_syntax
+from softdpu.batch import M_ORIGIN, M_TS
+from softdpu.stages.flows import action_syntax, timeouts
 from softdpu.stages.flows.actions import MAX_DEPTH, port_index_table, run_actions
 from softdpu.stages.flows.compile import compile_rules, identity
 from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_AGING, S_CLONE_BASE,
-                                          S_COLS, S_LOST_CLONE, S_LOST_COMMIT, S_LOST_TX, S_MAX_MACS)
+                                          S_CLONES, S_COLS, S_LOST_CLONE, S_LOST_COMMIT, S_LOST_TX, S_MAX_MACS,
+                                          S_NTX)
 from softdpu.stages.flows.syntax import parse_file
-from softdpu.stages.flows.trace_records import RECORDS, S_TRACE_LOST, S_TRACE_N
+from softdpu.stages.flows.trace_records import RECORDS, S_TRACE_LOST, S_TRACE_N, T_OUTPUT
 from softdpu.stages.l2 import DEFAULT_AGING_S, DEFAULT_MAX_ENTRIES, MacTable, port_vlan_arrays
 
 
@@ -30,9 +36,14 @@ class FlowTables:
             ports = [_Port(p) for p in ofports]
         self.ports = list(ports)
         ofports = [p.ofport for p in self.ports]
-        self.program = compile_rules(rules)
         self.port_index = port_index_table(ofports)
         self.cache = FlowCache(cache_entries)
+        # the capture clock (timeouts.py): ns, None before the first packet
+        self.clock_start = self.clock_now = None
+        self.expired = 0          # rules removed by their idle or hard timeout
+        self._last = None         # the last batch run while no rule had a timeout
+        self.used_ns = self.added_ns = None
+        self._install(compile_rules(rules))
         tag, self.trunks = port_vlan_arrays(self.ports)
         self.portinfo = np.full((4, 65536), -1, np.int64)
         self.portinfo[P_INDEX] = self.port_index
@@ -88,29 +99,160 @@ class FlowTables:
         The batch's tx list was sized for the old rules' max_outputs; a rule
         with more outputs than that has the extra copies cut (counted tx_full); with
         rewrites where the old rules had none, modified copies are counted clone_full.
+        The rules are added at the capture clock's current time (their timeouts count from it).
         """
-        self.program = compile_rules(rules)
-        self.cache.invalidate()
+        self._install(compile_rules(rules))
 
     def add_rules(self, rules):
         """As ovs-ofctl add-flow: a new rule replaces one with the same table, priority and match
-        (its counters restart); other rules keep theirs."""
+        (its counters restart); other rules keep theirs, and their used and added times.
+        The new rules are added at the capture clock's current time."""
         new = {identity(r) for r in rules}
         old = self.program
-        kept = [(k, r) for k, r in enumerate(old.rules) if identity(r) not in new]
-        self.replace_rules([r for _, r in kept] + list(rules))
-        at = {id(r): k for k, r in enumerate(self.program.rules)}
-        for k, r in kept:
-            self.program.n_packets[at[id(r)]] = old.n_packets[k]
-            self.program.n_bytes[at[id(r)]] = old.n_bytes[k]
+        kept = [r for r in old.rules if identity(r) not in new]
+        self._install(compile_rules(kept + list(rules)), keep=old)
+
+    def _install(self, program, keep=None):
+        """Run `program` from now on (the flow cache invalidated); its rules that are also in
+        `keep` (the program before) keep their counters and used/added times."""
+        now = self.now()
+        t = timeouts.UNSET if now is None else now
+        size = len(program.n_packets)
+        used = np.full(size, t, np.int64)
+        added = np.full(size, t, np.int64)
+        if keep is not None:
+            at = {id(r): k for k, r in enumerate(keep.rules)}
+            for j, r in enumerate(program.rules):
+                k = at.get(id(r))
+                if k is not None:
+                    program.n_packets[j] = keep.n_packets[k]
+                    program.n_bytes[j] = keep.n_bytes[k]
+                    used[j] = self.used_ns[k]
+                    added[j] = self.added_ns[k]
+        self.program, self.used_ns, self.added_ns = program, used, added
+        self.idle_ns, self.hard_ns = timeouts.per_rule(program.rules, size)
+        self.timed = bool(self.idle_ns.any() or self.hard_ns.any())
+        if self.timed and now is not None:
+            self.clock_now = now
+        self._next = self._earliest()
+        self.cache.invalidate()
+
+    # -- the capture clock and expiry (timeouts.py) ------------------------------------
+    def now(self):
+        """The capture clock's current time (ns): the latest packet timestamp seen; None before
+        the first packet.  While no rule has a timeout the clock is not kept per batch: it is
+        read back from the last batch run and the rules' last uses (call between batches)."""
+        if self.clock_start is None:
+            return None
+        t = self.clock_now
+        if not self.timed:
+            t = max(t, int(self.used_ns.max()))
+            b = self._last
+            if b is not None and b.n:
+                t = max(t, int(b.meta[: b.n, M_TS].max()))
+        return t
+
+    def deadlines(self):
+        """int64 per compiled rule: when it expires (ns on the capture clock), timeouts.NEVER for
+        none; None before the clock started (the loaded rules' deadlines count from it)."""
+        if self.clock_start is None:
+            return None
+        return timeouts.deadlines(self.idle_ns, self.hard_ns, self.used_ns, self.added_ns)[: len(self.program.rules)]
+
+    def _earliest(self):
+        """The earliest deadline of any rule (exact now; only later as rules are used)."""
+        if not self.timed or self.clock_start is None or not self.program.rules:
+            return timeouts.NEVER
+        return int(self.deadlines().min())
+
+    def _start_clock(self, ts):
+        self.clock_start = self.clock_now = ts
+        self.added_ns[self.added_ns == timeouts.UNSET] = ts
+        np.maximum(self.used_ns, self.added_ns, out=self.used_ns)
+        self._next = self._earliest()
+
+    def _expire(self):
+        """Remove the rules whose deadline is at or before the clock."""
+        gone = self.deadlines() <= self.clock_now
+        if gone.any():
+            old = self.program
+            self.expired += int(gone.sum())
+            self._install(compile_rules([r for r, g in zip(old.rules, gone) if not g]), keep=old)
 
     def run(self, batch):
+        if self.timed:
+            self._run_timed(batch)
+            return
+        if self.clock_start is None and batch.n:
+            self._start_clock(int(batch.meta[0, M_TS]))
+        self._last = batch
         p = self.program
         self.state[S_CLONE_BASE] = batch.size
         batch.n_tx = run_actions(batch.data, batch.meta, batch.key, batch.orig, batch.n, batch.tx,
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
-                                 self.trunks, self.macs.entries, self.state, self.stack, self.trace)
+                                 self.trunks, self.macs.entries, self.state, self.stack, self.trace,
+                                 self.used_ns)
+
+    def _run_timed(self, batch):
+        """run() while some rule has a timeout: the batch in pieces split at deadlines (timeouts.py)."""
+        n = batch.n
+        self._last = None
+        if n == 0:
+            batch.n_tx, _ = self._run_rows(batch, 0, 0, 0, 0)
+            return
+        ts = batch.meta[:n, M_TS]
+        if self.clock_start is None:
+            self._start_clock(int(ts[0]))
+        top = max(self.clock_now, int(ts.max()))
+        if top < self._next:                  # no deadline in this batch: one kernel call
+            batch.n_tx, _ = self._run_rows(batch, 0, n, 0, 0)
+            self.clock_now = top
+            return
+        lo = n_tx = clones = 0
+        while True:
+            deadline = self._earliest()
+            if deadline <= self.clock_now:
+                self._expire()
+                continue
+            hi = timeouts.first_at_or_after(ts, lo, deadline)
+            if hi > lo:
+                k, c = self._run_rows(batch, lo, hi, n_tx, clones)
+                n_tx += k
+                clones += c
+                self.clock_now = max(self.clock_now, int(ts[lo:hi].max()))
+            if hi >= n:
+                break
+            self.clock_now = max(self.clock_now, int(ts[hi]))
+            lo = hi
+        self.state[S_CLONE_BASE] = batch.size
+        self.state[S_NTX] = batch.n_tx = n_tx
+        self.state[S_CLONES] = clones
+        self._next = self._earliest()
+
+    def _run_rows(self, batch, lo, hi, n_tx, clones):
+        """The kernel over rows lo..hi-1 only, after n_tx tx entries and `clones` clone rows of
+        earlier pieces: it runs on views starting at row lo, and the row numbers it wrote
+        (tx entries, clones' M_ORIGIN, trace records) are shifted back by lo.
+        -> (tx entries, clone rows) it added."""
+        p = self.program
+        state = self.state
+        state[S_CLONE_BASE] = batch.size + clones - lo
+        t0 = state[S_TRACE_N]
+        k = run_actions(batch.data[lo:], batch.meta[lo:], batch.key[lo:], batch.orig[lo:], hi - lo,
+                        batch.tx[n_tx:], p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
+                        p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
+                        self.trunks, self.macs.entries, state, self.stack, self.trace, self.used_ns)
+        c = int(state[S_CLONES])
+        if lo:
+            batch.tx[n_tx: n_tx + k, 0] += lo
+            first = batch.size + clones
+            batch.meta[first: first + c, M_ORIGIN] += lo
+            rec = self.trace[t0: state[S_TRACE_N]]
+            rec[:, 0] += lo
+            out = rec[:, 1] == T_OUTPUT
+            rec[out, 4] += np.where(rec[out, 4] >= 0, lo, 0)
+        return int(k), c
 
     def take_trace(self):
         """The trace records of the last batch (a copy), and how many were lost; resets the buffer."""

@@ -2,7 +2,11 @@
 
 One flow per line; blank lines and lines starting with '#' are skipped:
 
-    [table=N,] [priority=N,] [cookie=N,] match-field[=value[/mask]], ... actions=a,b,...
+    [table=N,] [priority=N,] [cookie=N,] [idle_timeout=N,] [hard_timeout=N,]
+    match-field[=value[/mask]], ... actions=a,b,...
+
+idle_timeout / hard_timeout are seconds 0..65535 (0: none), as ovs-ofctl;
+Rule keeps them and flows/timeouts.py expires rules on the capture clock.
 
 Match keywords are split as ovs-ofctl splits them (`key=value`, `key:value`
 or `key(value)`, separated by commas or white space) and looked up in
@@ -30,7 +34,7 @@ MATCH_FIELDS = fields.FIELDS           # match keyword -> fields.Spec; and field
 # Open vSwitch words softdpu knows of but does not implement yet (the match
 # keywords among them are in fields.NOT_YET, the actions in action_syntax.NOT_YET).
 NOT_YET = {
-    "idle_timeout", "hard_timeout", "importance", "send_flow_rem", "check_overlap",
+    "importance", "send_flow_rem", "check_overlap",
     "reset_counts", "no_packet_counts", "no_byte_counts", *action_syntax.NOT_YET,
 }
 
@@ -54,6 +58,8 @@ class Rule:
     line: int
     text: str = field(repr=False, default="")
     members: dict = field(repr=False, default_factory=dict)   # OVS flow members of the match
+    idle_timeout: int = 0            # seconds without a match before the rule expires; 0 never
+    hard_timeout: int = 0            # seconds after it was added before it expires; 0 never
 
     @property
     def where(self):
@@ -164,6 +170,18 @@ def _match_token(rule, match, name, value, token, column, error):
                 raise ValueError(f"{name} takes no mask")
             if name == "table" and v > 254:
                 raise ValueError("expected a table number 0..254")
+            setattr(rule, name, v)
+        elif name in ("idle_timeout", "hard_timeout"):
+            if value is None:
+                raise ValueError(f"expected {name}=<seconds 0..65535>")
+            if value[:1] == "-":
+                raise ValueError(f"expected {name}=<seconds 0..65535>, got '{value}'")
+            try:
+                v = values.number(value, 64)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            if v > 65535:
+                raise ValueError(f"expected {name}=<seconds 0..65535>, got '{value}'")
             setattr(rule, name, v)
         elif fields.known(name):
             match.add(name, value, token, column)
