@@ -11,8 +11,10 @@ match_format, as `ovs-ofctl parse-flow` and `dump-flows` print it): protocol
 shorthands (ip, tcp6, arp, ...), fields in OVS's order, prefixes for CIDR
 masks, hex for masked values, `priority=` left out when it is the default
 32768.  It is built from the rule's OVS flow members (Rule.members); a rule
-without them prints its own match text.  The actions are printed as written in
-the .flows file (OVS normalizes them: `2` -> `output:2`, `normal` -> `NORMAL`).
+without them prints its own match text.  The actions are printed as OVS prints
+them (flows/action_format.py): `2` -> `output:2`, `normal` -> `NORMAL`, in the
+OpenFlow 1.0 forms unless the flows need OpenFlow 1.1+ (push_vlan), then in the
+forms of `ovs-ofctl -O OpenFlow13 dump-flows`.
 
 duration: OVS prints the wall-clock age of each flow; softdpu has no wall clock
 in a capture run, so every rule's duration is the capture clock's span: the
@@ -20,6 +22,8 @@ last packet's timestamp minus the first's (0.000s without packets).
 """
 import ipaddress
 from pathlib import Path
+
+from softdpu.stages.flows import action_format
 
 DEFAULT_PRIORITY = 32768
 ETH_IP, ETH_IPV6, ETH_ARP, ETH_RARP = 0x0800, 0x86DD, 0x0806, 0x8035
@@ -246,7 +250,7 @@ def _shown(path):
         return str(path)
 
 
-def format_rule(rule, n_packets=0, n_bytes=0, duration_s=0.0, stats=True, where=False):
+def format_rule(rule, n_packets=0, n_bytes=0, duration_s=0.0, stats=True, where=False, openflow11=False):
     """One dump-flows line (with its leading space, as ovs-ofctl prints it).
 
     Without stats, as `ovs-ofctl --no-stats dump-flows`: cookie and table only when not 0."""
@@ -260,8 +264,8 @@ def format_rule(rule, n_packets=0, n_bytes=0, duration_s=0.0, stats=True, where=
     if stats:
         head += [f"n_packets={n_packets}", f"n_bytes={n_bytes}"]
     match = rule_match(rule)
-    _, actions = _split_text(rule.text)
-    line = " " + "".join(h + ", " for h in head) + (match + " " if match else "") + f"actions={actions or 'drop'}"
+    actions = action_format.format_actions(rule, openflow11)
+    line = " " + "".join(h + ", " for h in head) + (match + " " if match else "") + f"actions={actions}"
     if where:
         line += f"  # {_shown(rule.path)}:{rule.line}"
     return line
@@ -276,11 +280,12 @@ def order(program):
 def format_flows(program, duration_ns=0, stats=True, where=False, table=None):
     """Every rule of a FlowProgram (or only table `table`) as dump-flows lines."""
     duration_s = max(duration_ns, 0) / 1e9
+    of11 = action_format.needs_openflow11(program.rules)
     lines = []
     for k in order(program):
         rule = program.rules[k]
         if table is not None and rule.table != table:
             continue
         lines.append(format_rule(rule, int(program.n_packets[k]), int(program.n_bytes[k]), duration_s,
-                                 stats=stats, where=where))
+                                 stats=stats, where=where, openflow11=of11))
     return lines
