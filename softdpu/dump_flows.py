@@ -227,7 +227,8 @@ def _split_text(text):
         at = low.find("actions:")
     match, actions = (text, "") if at < 0 else (text[:at], text[at + len("actions="):])
     words = [w for w in match.replace(",", " ").split()
-             if w.partition("=")[0].partition(":")[0].strip().lower() not in ("table", "priority", "cookie")]
+             if w.partition("=")[0].partition(":")[0].strip().lower()
+             not in ("table", "priority", "cookie", "idle_timeout", "hard_timeout")]
     return ",".join(words), actions.strip()
 
 
@@ -253,7 +254,9 @@ def _shown(path):
 def format_rule(rule, n_packets=0, n_bytes=0, duration_s=0.0, stats=True, where=False, openflow11=False):
     """One dump-flows line (with its leading space, as ovs-ofctl prints it).
 
-    Without stats, as `ovs-ofctl --no-stats dump-flows`: cookie and table only when not 0."""
+    Without stats, as `ovs-ofctl --no-stats dump-flows`: cookie and table only when not 0.
+    idle_timeout= and hard_timeout= follow n_bytes when not 0, as OVS prints them; idle_age= and
+    hard_age= (OVS's NXST_FLOW replies) are not printed, as in OVS's OpenFlow 1.1+ replies."""
     head = []
     if stats or rule.cookie:
         head.append(f"cookie={rule.cookie:#x}")
@@ -263,6 +266,9 @@ def format_rule(rule, n_packets=0, n_bytes=0, duration_s=0.0, stats=True, where=
         head.append(f"table={rule.table}")
     if stats:
         head += [f"n_packets={n_packets}", f"n_bytes={n_bytes}"]
+    for name in ("idle_timeout", "hard_timeout"):     # as OVS: with or without stats, when not 0
+        if getattr(rule, name, 0):
+            head.append(f"{name}={getattr(rule, name)}")
     match = rule_match(rule)
     actions = action_format.format_actions(rule, openflow11)
     line = " " + "".join(h + ", " for h in head) + (match + " " if match else "") + f"actions={actions}"
