@@ -40,6 +40,7 @@ class Dpu:
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies
+        self.stats.expired_flows = lambda: self.flows.expired
         self.tracer = None        # a trace.Tracer marks packets and collects their records
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 

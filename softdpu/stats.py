@@ -53,6 +53,7 @@ class Stats:
         self.left = 0
         self._sent = np.zeros(batch_size, np.int64)
         self.lost_copies = dict   # -> {reason: copies lost for want of room}; the Dpu sets it
+        self.expired_flows = int  # -> flow rules removed by idle_timeout / hard_timeout; the Dpu sets it
 
     def add(self, batch, port_index):
         self.left += account(batch.meta, batch.n, batch.tx, batch.n_tx, port_index,
@@ -95,6 +96,9 @@ class Stats:
             if v:
                 lines.append(f"  lost copies {name:<15} {v:>10}  copies of packets that left by another "
                              "copy (raise the fanout)")
+        expired = self.expired_flows()
+        if expired:
+            lines.append(f"flows expired {expired} (idle_timeout / hard_timeout, on the capture clock)")
         for name, v in self.malformed_counts().items():
             lines.append(f"  malformed {name:<17} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
         return lines
