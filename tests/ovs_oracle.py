@@ -279,6 +279,7 @@ class OvsDummy:
         self._rx_base = {}          # port -> rx_packets at the last reset
         self._injected = {}         # port -> packets injected since the last reset
         self._nflows = 0
+        self.flow_protocols = None  # ovs-ofctl -O used by the last add_flows (None: OpenFlow 1.0)
         self._short = None          # a short run dir for sockets, if self.dir's path is too long
         self.start_seconds = self.stop_seconds = None
 
@@ -517,6 +518,7 @@ class OvsDummy:
         """Start a new case: no flows, empty MAC table and conntrack, outputs counted from now."""
         self.sync()  # packets still queued are forwarded by the old flows, counted by the old ports
         self.ofctl("del-flows", protocols=ALL_OPENFLOW)
+        self.flow_protocols = None
         self.appctl("fdb/flush", self.bridge)
         self.appctl("dpctl/flush-conntrack")
         if ports is not None:
@@ -528,7 +530,13 @@ class OvsDummy:
         """ovs-ofctl add-flows from a .flows file (a Path or an existing path) or flow text.
 
         protocols: ovs-ofctl -O value; by default OpenFlow 1.0 + Nicira extensions, and,
-        if ovs-ofctl says the flows need a later version, all of 1.0-1.5.
+        if the flows need a later version, all of 1.0-1.5 (ovs-ofctl then talks 1.5).  A
+        later version is needed when ovs-ofctl says so ("none of the usable flow formats":
+        push_vlan), and when the switch refuses the OpenFlow 1.0 encoding with
+        OFPBAC_UNSUPPORTED_ORDER (write_metadata then goto_table: in 1.0 the goto_table
+        is sent as a resubmit action after the write_metadata instruction).
+        self.flow_protocols is what was used: None (1.0) or ALL_OPENFLOW; dump_flows
+        queries the switch in OpenFlow 1.3 after the latter.
         """
         is_file = isinstance(flows, Path) or ("\n" not in str(flows) and Path(str(flows)).is_file())
         path = Path(flows) if is_file else None
@@ -538,18 +546,26 @@ class OvsDummy:
             path.write_text(str(flows) if str(flows).endswith("\n") else str(flows) + "\n")
         try:
             self.ofctl("add-flows", path, protocols=protocols)
+            self.flow_protocols = protocols
         except OvsError as e:
-            if protocols is None and "none of the usable flow formats" in str(e):
+            if protocols is None and ("none of the usable flow formats" in str(e)
+                                      or "OFPBAC_UNSUPPORTED_ORDER" in str(e)):
                 self.ofctl("add-flows", path, protocols=ALL_OPENFLOW)
+                self.flow_protocols = ALL_OPENFLOW
             else:
                 raise
 
     def del_flows(self):
         self.ofctl("del-flows", protocols=ALL_OPENFLOW)
 
-    def dump_flows(self, stats=False):
-        """ovs-ofctl dump-flows text (without counters and durations unless stats=True)."""
-        return self.ofctl("dump-flows", *([] if stats else ["--no-stats"]))
+    def dump_flows(self, stats=False, protocols="auto"):
+        """ovs-ofctl dump-flows text (without counters and durations unless stats=True).
+
+        protocols: ovs-ofctl -O value; "auto": OpenFlow 1.0 after flows added in 1.0,
+        OpenFlow 1.3 after flows that needed a later version (1.0 cannot show push_vlan)."""
+        if protocols == "auto":
+            protocols = None if self.flow_protocols is None else "OpenFlow13"
+        return self.ofctl("dump-flows", *([] if stats else ["--no-stats"]), protocols=protocols)
 
     # packets
     def receive(self, port, frame):

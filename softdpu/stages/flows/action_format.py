@@ -148,11 +148,13 @@ def _set_field_of10(field, v, m):
     return loads(field, v, m & full)
 
 
-def _set_field_of11(field, v, m):
-    """set_field/load under OpenFlow 1.2+: set_field of a whole field, loads of a part."""
+def _set_field_of11(field, v, m, load=False):
+    """set_field/load under OpenFlow 1.2+: set_field of a whole field, loads of a part.  A load
+    covers only the field's bits, not its whole bytes: OVS sends a load of a field whose width
+    is not a multiple of 8 bits (nw_ecn, ip_dscp, ipv6_label, ...) as a load again."""
     name = ovs_name(field)
     full = (1 << width(field)) - 1
-    if m & full != full:
+    if m & full != full or (load and width(field) % 8):
         return loads(field, v, m & full)
     if name == "vlan_vid":
         v |= 0x1000               # OFPVID_PRESENT
@@ -211,6 +213,7 @@ def format_action_list(rule, openflow11=False):
             vlan_known = True
         elif n in ("strip_vlan", "pop_vlan"):
             out.append("pop_vlan" if openflow11 else "strip_vlan")
+            vlan_known = False     # ovs-ofctl: a later mod_vlan_vid pushes a tag again
         elif n == "push_vlan":
             out.append(f"push_vlan:{x:#06x}")
             vlan_known = True
@@ -219,7 +222,7 @@ def format_action_list(rule, openflow11=False):
         elif n == "set_field":
             out += _set_field_of11(*x) if openflow11 else _set_field_of10(*x)
         elif n == "load":
-            out += _set_field_of11(*x) if openflow11 else loads(*x)
+            out += _set_field_of11(*x, load=True) if openflow11 else loads(*x)
         elif n == "move":
             (sn, slo, bits), (dn, dlo, _) = x
             out.append(f"move:{subfield(ovs_name(sn), slo, bits, width(sn))}"

@@ -36,7 +36,7 @@ OP_COLS = 6
 # guards
 G_NONE, G_IPV4, G_IP_ANY, G_IPV6, G_ARP, G_IPV4_OR_ARP, G_TCP, G_UDP, G_SCTP, G_L4, \
     G_ICMP_ANY, G_ICMPV6, G_IP_ANY_OR_ARP, G_VLAN, G_L4_PORTS = range(15)
-GUARD = {"none": G_NONE, "ipv4_or_arp": G_IPV4_OR_ARP, "arp": G_ARP, "ipv6": G_IPV6,
+GUARD = {"none": G_NONE, "ipv4": G_IPV4, "icmpv4": G_ICMP_ANY, "ipv4_or_arp": G_IPV4_OR_ARP, "arp": G_ARP, "ipv6": G_IPV6,
          "ip_any": G_IP_ANY, "ip_any_or_arp": G_IP_ANY_OR_ARP, "tcp": G_TCP, "udp": G_UDP,
          "sctp": G_SCTP, "l4": G_L4, "icmp_any": G_ICMP_ANY, "icmpv6": G_ICMPV6}
 
@@ -56,8 +56,8 @@ _F = {
     "vlan_tci": ([(0, 0, 0, 16)], 16, "none", True),
     "vlan_vid": ([(0, 0, 0, 12)], 12, "vlan", True),
     "vlan_pcp": ([(0, 13, 0, 3)], 3, "vlan", True),
-    "nw_src": ([(3, 32, 0, 32)], 32, "ipv4_or_arp", True),
-    "nw_dst": ([(3, 0, 0, 32)], 32, "ipv4_or_arp", True),
+    "nw_src": ([(3, 32, 0, 32)], 32, "ipv4", True),   # OVS: ip_src; an ARP flow writes arp_spa
+    "nw_dst": ([(3, 0, 0, 32)], 32, "ipv4", True),
     "arp_spa": ([(3, 32, 0, 32)], 32, "arp", True),
     "arp_tpa": ([(3, 0, 0, 32)], 32, "arp", True),
     "nw_proto": ([(2, 8, 0, 8)], 8, "ip_any_or_arp", False),
@@ -65,14 +65,16 @@ _F = {
     "ip_dscp": ([(2, 2, 0, 6)], 6, "ip_any", True),
     "nw_ecn": ([(2, 0, 0, 2)], 2, "ip_any", True),
     "nw_ttl": ([(4, 8, 0, 8)], 8, "ip_any", True),
-    "tp_src": ([(4, 48, 0, 16)], 16, "l4", True),
-    "tp_dst": ([(4, 32, 0, 16)], 16, "l4", True),
+    "tp_src": ([(4, 48, 0, 16)], 16, "tcp", True),    # OVS: tp_src is tcp_src here
+    "tp_dst": ([(4, 32, 0, 16)], 16, "tcp", True),
+    "sctp_src": ([(4, 48, 0, 16)], 16, "sctp", True),
+    "sctp_dst": ([(4, 32, 0, 16)], 16, "sctp", True),
     "tcp_src": ([(4, 48, 0, 16)], 16, "tcp", True),
     "tcp_dst": ([(4, 32, 0, 16)], 16, "tcp", True),
     "udp_src": ([(4, 48, 0, 16)], 16, "udp", True),
     "udp_dst": ([(4, 32, 0, 16)], 16, "udp", True),
-    "icmp_type": ([(4, 48, 0, 8)], 8, "icmp_any", True),
-    "icmp_code": ([(4, 32, 0, 8)], 8, "icmp_any", True),
+    "icmp_type": ([(4, 48, 0, 8)], 8, "icmpv4", True),   # OVS: ICMPv4 only here
+    "icmp_code": ([(4, 32, 0, 8)], 8, "icmpv4", True),
     "icmpv6_type": ([(4, 48, 0, 8)], 8, "icmpv6", True),
     "icmpv6_code": ([(4, 32, 0, 8)], 8, "icmpv6", True),
     "arp_op": ([(9, 0, 0, 16)], 16, "arp", True),
@@ -96,8 +98,7 @@ _F = {
 }
 _F.update({a: _F[n] for a, n in {"eth_src": "dl_src", "eth_dst": "dl_dst", "eth_type": "dl_type",
                                  "ip_src": "nw_src", "ip_dst": "nw_dst", "ip_proto": "nw_proto",
-                                 "ip_ecn": "nw_ecn", "tunnel_id": "tun_id",
-                                 "sctp_src": "tp_src", "sctp_dst": "tp_dst"}.items()})
+                                 "ip_ecn": "nw_ecn", "tunnel_id": "tun_id"}.items()})
 
 NXM = {
     "NXM_OF_IN_PORT": "in_port", "NXM_OF_ETH_DST": "dl_dst", "NXM_OF_ETH_SRC": "dl_src",
@@ -123,7 +124,7 @@ NXM = {
     "OXM_OF_ARP_SHA": "arp_sha", "OXM_OF_ARP_THA": "arp_tha", "OXM_OF_IPV6_SRC": "ipv6_src",
     "OXM_OF_IPV6_DST": "ipv6_dst", "OXM_OF_IPV6_FLABEL": "ipv6_label",
     "OXM_OF_ICMPV6_TYPE": "icmpv6_type", "OXM_OF_ICMPV6_CODE": "icmpv6_code",
-    "OXM_OF_TUNNEL_ID": "tun_id",
+    "OXM_OF_TUNNEL_ID": "tun_id", "OXM_OF_SCTP_SRC": "sctp_src", "OXM_OF_SCTP_DST": "sctp_dst",
     **{f"NXM_NX_REG{n}": f"reg{n}" for n in range(16)},
     **{f"OXM_OF_PKT_REG{n}": f"xreg{n}" for n in range(8)},
     **{f"NXM_NX_XXREG{n}": f"xxreg{n}" for n in range(4)},
@@ -180,18 +181,45 @@ def field_ref(text, write=False):
     return name, lo, hi - lo + 1
 
 
+# set_field of these fields reaches the switch, in OpenFlow 1.0 (ovs-ofctl's choice unless a
+# flow needs 1.1+), as the OpenFlow 1.0 action (mod_dl_src, mod_nw_dst, mod_tp_src, mod_vlan_vid,
+# mod_vlan_pcp, mod_nw_tos; vlan_tci as mod_vlan_vid+mod_vlan_pcp, or strip_vlan without the CFI
+# bit): ofp-actions.c set_field_to_legacy_openflow drops the mask, so OVS writes the WHOLE field
+# with the value as written (`set_field:10.1.2.3/255.0.0.0->nw_dst` sets nw_dst to 10.1.2.3).
+# Any other field goes as NXAST_REG_LOADs of the mask's bit runs: a true masked write.
+OF10_WHOLE_FIELD = {"dl_src", "dl_dst", "eth_src", "eth_dst", "nw_src", "nw_dst", "ip_src", "ip_dst",
+                    "tp_src", "tp_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst", "vlan_vid",
+                    "vlan_pcp", "vlan_tci", "nw_tos", "ip_dscp"}
+# fields whose set_field takes no /mask in OVS ("invalid mask for field ...", meta-flow MFM_NONE)
+UNMASKABLE = {"in_port", "vlan_pcp", "nw_tos", "ip_dscp", "nw_ecn", "ip_ecn", "nw_ttl", "arp_op",
+              "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code"}
+
+
 def _set_value(text, name, bits):
-    """A set_field value for `name` -> (value, mask) in member bits."""
+    """A set_field value for `name` -> (value, mask) in member bits: what OVS writes."""
+    value_text, slash, mask_text = text.partition("/")
+    if slash and name in UNMASKABLE:
+        raise ValueError(f"invalid mask for field {name}: set_field writes it whole")
     if name in ("dl_src", "dl_dst", "arp_sha", "arp_tha", "eth_src", "eth_dst"):
-        return values.mac(text)
-    if name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst", "ip_src", "ip_dst"):
-        return values.ipv4(text)
-    if name in ("ipv6_src", "ipv6_dst"):
-        return values.ipv6(text)
-    v, m = values.integer(text, max(bits, 8))
-    if v >> bits:
-        raise ValueError(f"value '{text}' does not fit the {bits}-bit field {name}")
-    return v, m & ((1 << bits) - 1)
+        v, m = values.mac(text)
+        raw = values.mac(value_text)[0]
+    elif name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst", "ip_src", "ip_dst"):
+        v, m = values.ipv4(text)
+        raw = values.ipv4(value_text)[0]
+    elif name in ("ipv6_src", "ipv6_dst"):
+        v, m = values.ipv6(text)
+        raw = values.ipv6(value_text)[0]
+    else:
+        v, m = values.integer(text, max(bits, 8))
+        raw = values.number(value_text, max(bits, 8))
+        m &= (1 << bits) - 1
+        if raw >> bits:
+            raise ValueError(f"value '{text}' does not fit the {bits}-bit field {name}")
+    if name in OF10_WHOLE_FIELD:
+        v, m = raw, (1 << bits) - 1
+        if name == "vlan_tci" and not v & 0x1000:
+            v = 0                      # no CFI bit: OpenFlow 1.0 strip_vlan
+    return v, m
 
 
 def _set_field(arg):
@@ -280,7 +308,7 @@ PARSERS = {
     "mod_nw_src": values.ipv4, "mod_nw_dst": values.ipv4, "mod_nw_tos": _tos,
     "mod_nw_ttl": lambda t: _int(t, 8), "mod_tp_src": lambda t: _int(t, 16),
     "mod_tp_dst": lambda t: _int(t, 16), "dec_ttl": None, "set_field": _set_field, "load": _load,
-    "move": _move, "set_tunnel": lambda t: _int(t, 32), "set_tunnel64": lambda t: _int(t, 64),
+    "move": _move, "set_tunnel": lambda t: _int(t, 64), "set_tunnel64": lambda t: _int(t, 64),
     "write_metadata": _masked_int(64), "resubmit": _resubmit, "goto_table": _table,
     "clear_actions": None,
 }
@@ -384,6 +412,13 @@ def check_prereq(action, members):
         names = [action.arg[0][0], action.arg[1][0]]
     for n in names:
         rule = _F[n][2]
+        if rule in ("ipv4", "icmpv4"):   # stricter for actions than for matches, as OVS
+            v, m = members.get("dl_type", (0, 0))
+            pv, pm = members.get("nw_proto", (0, 0))
+            if not (m == 0xFFFF and v == prereqs.IPV4 and (rule == "ipv4" or (pm == 0xFF and pv == 1))):
+                return (f"prerequisites not met: {n} needs "
+                        + ("ip (dl_type=0x0800)" if rule == "ipv4" else "icmp") + " in the match")
+            continue
         if rule == "vlan":
             v, m = members.get("vlan_tci", (0, 0))
             if not v & m & 0x1000:
@@ -516,8 +551,12 @@ def _move_ops(sn, slo, dn, dlo, bits):
 
 
 def needs_openflow11(rules):
-    """Does ovs-ofctl need OpenFlow 1.1+ for this set of flows (so uses it for all of them)?"""
-    return any(a.name in _OF11_ONLY for r in rules for a in r.actions)
+    """Does ovs-ofctl need OpenFlow 1.1+ for this set of flows (so uses it for all of them)?
+
+    push_vlan; and write_metadata with goto_table, which OpenFlow 1.0 sends as an action
+    followed by a resubmit (OFPBAC_UNSUPPORTED_ORDER: the harness then retries in 1.1+)."""
+    return any(any(a.name in _OF11_ONLY for a in r.actions)
+               or {"write_metadata", "goto_table"} <= {a.name for a in r.actions} for r in rules)
 
 
 def vlan_in_match(members):
