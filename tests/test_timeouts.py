@@ -339,3 +339,23 @@ def test_cli_dump_flows_leaves_out_expired_rules(tmp_path):
     lines = out.getvalue().splitlines()
     assert lines == [" cookie=0x0, duration=1.500s, table=0, n_packets=2, n_bytes=120, idle_timeout=9, "
                      "actions=output:3"], lines
+
+
+def test_no_stats_dump_agrees_with_ovs(tmp_path):
+    """OVS prints the timeouts in the same place, with and without a match."""
+    from ovs_oracle import OvsDummy, require_ovs
+    require_ovs()
+    flows = ("idle_timeout=1000,hard_timeout=2000,priority=5,in_port=1,actions=output:2\n"
+             "hard_timeout=3000,actions=drop\nidle_timeout=0,in_port=2,actions=drop\n"
+             "table=1,idle_timeout=65535,cookie=0x7,ip,actions=output:3\n")
+    toml = pipeline(tmp_path, flows, 4)
+    write_pcap(tmp_path / "in.pcap", at(0), nanosecond=True)
+    out = io.StringIO()
+    assert cli.main(["dump-flows", str(toml), "--no-stats", "--in", f"a={tmp_path / 'in.pcap'}"], out=out) == 0
+    with OvsDummy(tmp_path / "ovs", ports={"a": 1, "b": 2, "c": 3}) as ovs:
+        ovs.add_flows(flows)
+        theirs = ovs.dump_flows(stats=False)
+    head = lambda text: sorted(line.partition(" actions=")[0] for line in text.splitlines()  # noqa: E731
+                               if "actions=" in line)
+    assert head(out.getvalue()) == head(theirs)
+    assert " hard_timeout=3000, actions=drop" in out.getvalue().splitlines()
