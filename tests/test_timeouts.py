@@ -278,6 +278,29 @@ def test_random_cases_agree_with_the_model(seed):
         assert {r.actions[0].arg: int(n) for r, n in zip(tables.program.rules, tables.program.n_packets)} == counts
 
 
+def test_rows_of_a_later_piece_keep_their_numbers():
+    """A piece runs on views from its first row: tx entries, clones' M_ORIGIN and trace records
+    written for it name the batch's own rows."""
+    from softdpu.batch import M_TRACED
+    from softdpu.stages.flows.trace_records import T_OUTPUT
+    tables = FlowTables(parse_text("hard_timeout=1,actions=output:2\npriority=0,actions=mod_vlan_vid:9,output:3\n"),
+                        ofports=PORTS)
+    batch = Batch(8, fanout=tables.max_outputs)
+    for ts, f in at(0, 0.5, 1, 1.5):
+        batch.append(f, ts=ts, in_port=1)
+    Parse().run(batch)
+    batch.meta[3, M_TRACED] = 1
+    tables.run(batch)
+    tx = batch.tx[: batch.n_tx].tolist()
+    assert tx[:2] == [[0, 2], [1, 2]]
+    clones = [row for row, _ in tx[2:]]
+    assert [p for _, p in tx[2:]] == [3, 3] and all(row >= batch.size for row in clones)
+    assert [int(batch.meta[row, M_ORIGIN]) for row in clones] == [2, 3]
+    records, lost = tables.take_trace()
+    assert lost == 0 and len(records) and set(records[:, 0]) == {3}
+    assert [int(r[4]) for r in records if r[1] == T_OUTPUT] == [clones[1]]
+
+
 # -- the Dpu from pcaps: rewrites (clone rows) split across pieces ----------------------------
 
 def pipeline(tmp_path, flows, batch):

@@ -194,6 +194,16 @@ class FlowTables:
                                  self.trunks, self.macs.entries, self.state, self.stack, self.trace,
                                  self.used_ns)
 
+    def _run_all(self, batch):
+        """The kernel over the whole batch (run() without its checks)."""
+        p = self.program
+        self.state[S_CLONE_BASE] = batch.size
+        batch.n_tx = run_actions(batch.data, batch.meta, batch.key, batch.orig, batch.n, batch.tx,
+                                 p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
+                                 p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
+                                 self.trunks, self.macs.entries, self.state, self.stack, self.trace,
+                                 self.used_ns)
+
     def _run_timed(self, batch):
         """run() while some rule has a timeout: the batch in pieces split at deadlines (timeouts.py)."""
         n = batch.n
@@ -201,14 +211,14 @@ class FlowTables:
         if n == 0:
             batch.n_tx, _ = self._run_rows(batch, 0, 0, 0, 0)
             return
-        ts = batch.meta[:n, M_TS]
         if self.clock_start is None:
-            self._start_clock(int(ts[0]))
-        top = max(self.clock_now, int(ts.max()))
+            self._start_clock(int(batch.meta[0, M_TS]))
+        top = max(self.clock_now, int(timeouts.latest(batch.meta, n)))
         if top < self._next:                  # no deadline in this batch: one kernel call
-            batch.n_tx, _ = self._run_rows(batch, 0, n, 0, 0)
+            self._run_all(batch)
             self.clock_now = top
             return
+        ts = batch.meta[:n, M_TS]
         lo = n_tx = clones = 0
         while True:
             deadline = self._earliest()

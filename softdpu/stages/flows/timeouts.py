@@ -22,8 +22,8 @@ that stay):
 
 Idle deadlines only move later with use, so the earliest deadline before a
 batch is a lower bound for the whole batch.  FlowTables.run compares the
-batch's latest timestamp with it (one numpy max per batch, only while some
-rule has a timeout); when the batch reaches it, the batch runs in pieces:
+batch's latest timestamp with it (one small kernel call per batch, only while
+some rule has a timeout); when the batch reaches it, the batch runs in pieces:
 rows up to the first packet at or after the (recomputed, exact) earliest
 deadline, then the rules whose deadline is at or before the clock are
 removed (the program recompiled without them, the other rules keeping their
@@ -44,6 +44,9 @@ flow-removed messages); every expiry event recompiles the program, fine for
 tens of timed rules, slow for thousands expiring at distinct times.
 """
 import numpy as np
+
+from softdpu._jit import njit
+from softdpu.batch import M_TS
 
 NEVER = np.iinfo(np.int64).max   # a deadline that never comes
 UNSET = np.iinfo(np.int64).min   # added/used before the clock started: "at the clock's start"
@@ -68,6 +71,16 @@ def deadlines(idle_ns, hard_ns, used_ns, added_ns):
     idle = np.where(idle_ns > 0, last + idle_ns, NEVER)
     hard = np.where(hard_ns > 0, added_ns + hard_ns, NEVER)
     return np.minimum(idle, hard)
+
+
+@njit
+def latest(meta, n):
+    """The latest timestamp of rows 0..n-1 (n >= 1); one call, cheaper than numpy on the column."""
+    t = meta[0, M_TS]
+    for i in range(1, n):
+        if meta[i, M_TS] > t:
+            t = meta[i, M_TS]
+    return t
 
 
 def first_at_or_after(ts, lo, deadline):
