@@ -431,10 +431,19 @@ MASKED_SET_FIELD = [
 ]
 
 
+def _later_fragment(frame):
+    return frame[12:14] == b"\x08\x00" and int.from_bytes(frame[20:22], "big") & 0x1FFF
+
+
 @pytest.mark.parametrize("flow", MASKED_SET_FIELD)
 def test_masked_set_field_agrees_with_ovs(ovs, tmp_path, flow):
     rng = random.Random(SEED + 2)
     packets = [("p1", random_frame(rng)) for _ in range(40)]
+    # Not IPv4 later fragments: OVS's packet_set_ipv4_addr also "updates" the TCP/UDP checksum
+    # bytes at the L4 offset of a later fragment (payload there); softdpu leaves them (its
+    # fragments reassemble with good checksums, tests/test_commit.py).  See
+    # test_address_rewrite_of_a_later_fragment.
+    packets = [(p, f) for p, f in packets if not _later_fragment(f)]
     packets += [("p1", bytes(Ether(src=MACS[0], dst=MACS[1]) / IP(src="172.16.5.6", dst="172.17.8.9")
                              / TCP(sport=4321, dport=80))),
                 ("p1", bytes(Ether(src=MACS[0], dst=MACS[1]) / Dot1Q(vlan=10, prio=5) / IP() / UDP())),
@@ -457,3 +466,12 @@ def test_write_metadata_then_goto_table_agrees_with_ovs(ovs, tmp_path):
              "table=1,metadata=7,actions=mod_vlan_vid:4,output:1\n")
     run_case(ovs, tmp_path, flows, packets)
     assert ovs.flow_protocols is not None
+
+
+@pytest.mark.xfail(strict=True, reason="OVS rewrites the 2 payload bytes where the UDP/TCP checksum "
+                   "would be in a later IPv4 fragment on nw_src/nw_dst rewrites (packet_set_ipv4_addr "
+                   "has no fragment check); softdpu keeps later fragments' payload intact")
+def test_address_rewrite_of_a_later_fragment(ovs, tmp_path):
+    frame = bytes(Ether(src=MACS[0], dst=MACS[1]) / IP(src="10.0.0.1", dst="10.0.0.2", frag=10, proto=17)
+                  / Raw(bytes(range(40))))
+    run_case(ovs, tmp_path, "ip,actions=mod_nw_dst:10.9.9.9,output:2\n", [("p1", frame)])

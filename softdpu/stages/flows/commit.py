@@ -46,10 +46,8 @@ What a difference in each key field does to the bytes:
   IPv4             nw_src, nw_dst, nw_tos (the whole TOS byte), nw_ttl; the
                    header checksum is updated incrementally (RFC 1624), and
                    for an address the TCP/UDP checksum too (pseudo header)
-                   when the L4 header is in the packet; and, as OVS's
-                   packet_set_ipv4_addr, in a later fragment of TCP/UDP
-                   the two payload bytes where that checksum would be (UDP:
-                   when not 0), if the fragment carries 20 (TCP) / 8 (UDP).
+                   when the L4 header is in the packet (not in a later
+                   fragment; yes in a first fragment, as Linux and OVS).
   IPv6             ipv6_src, ipv6_dst (TCP/UDP/ICMPv6 pseudo header; not for
                    the destination when a routing header with segments left
                    names the final destination, as OVS), nw_tos (traffic
@@ -89,8 +87,8 @@ from softdpu.headers.ipv4 import csum_replace16, csum_replace32
 from softdpu.key import (PACKET_WORDS, W_ARP_SHA, W_ARP_THA, W_DST_PROTO_TOS, W_IPV6_DST,
                          W_IPV6_SRC, W_L4, W_LABEL_ARPOP, W_NW_ADDRS, W_PORT_TYPE_VLAN,
                          W_SRC_VLAN2)
-from softdpu.stages.parse import (F_ARP, F_FRAG_LATER, F_ICMP, F_ICMP6, F_IP6_EXT, F_IPV4, F_IPV6,
-                                  F_QINQ, F_TCP, F_UDP, F_VLAN)
+from softdpu.stages.parse import (F_ARP, F_ICMP, F_ICMP6, F_IP6_EXT, F_IPV4, F_IPV6, F_QINQ,
+                                  F_TCP, F_UDP, F_VLAN)
 
 COMMIT_UNCHANGED = 0
 COMMIT_DONE = 1
@@ -236,26 +234,6 @@ def _l4_end(data, meta, r, flags, coff, lc, upd, touched, d4, w4):
 
 
 @njit(alloc=False, inline=True)
-def _later_fragment_l4(data, meta, r, l3):
-    """OVS's packet_set_ipv4_addr updates the TCP or UDP checksum of any IPv4 packet with that
-    protocol whose L4 part is long enough (20 / 8 bytes), a later fragment too, where those
-    two bytes are payload.  -> (checksum offset or -1, its value, update?, F_TCP/F_UDP)"""
-    proto = u8(data, r, l3 + ip4.OFF_PROTO)
-    ihl = (u8(data, r, l3 + ip4.OFF_VER_IHL) & 0xF) * 4
-    l4 = l3 + ihl
-    l4_size = min(be16(data, r, l3 + ip4.OFF_TOTAL_LEN) - ihl, meta[r, M_START] + meta[r, M_LEN] - l4)
-    if proto == ip4.PROTO_TCP and l4_size >= tcp.MIN_HEADER_LEN:
-        coff = l4 + tcp.OFF_CSUM
-        lc = be16(data, r, coff)
-        return coff, lc, True, F_TCP
-    if proto == ip4.PROTO_UDP and l4_size >= udp.HEADER_LEN:
-        coff = l4 + udp.OFF_CSUM
-        lc = be16(data, r, coff)
-        return coff, lc, lc != 0, F_UDP
-    return -1, 0, False, 0
-
-
-@njit(alloc=False, inline=True)
 def _commit_ipv4(data, meta, r, flags, key, k, d2, d3, d4):
     """IPv4 header fields, header checksum, pseudo header and ports."""
     l3 = meta[r, M_L3]
@@ -274,11 +252,6 @@ def _commit_ipv4(data, meta, r, flags, key, k, d2, d3, d4):
         put16(data, r, l3 + ip4.OFF_TTL, new)
     coff, lc, upd = _l4_begin(data, meta, r, flags)
     pseudo = upd and (flags & (F_TCP | F_UDP)) != 0    # ICMPv4 has no pseudo header
-    if coff < 0 and flags & F_FRAG_LATER and d3 != Z:
-        coff, lc, upd, f4 = _later_fragment_l4(data, meta, r, l3)
-        pseudo = upd
-        flags |= f4
-        d4 &= ~PORT_BITS                                # ports: none in a later fragment
     touched = False
     if d3 != Z:
         for off, shift in ((ip4.OFF_SRC, U32), (ip4.OFF_DST, Z)):
