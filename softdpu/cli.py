@@ -2,6 +2,7 @@
 
   softdpu run PIPELINE [--in PORT=FILE ...] [--out-dir DIR] [--batch N]
   softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
+  softdpu trace PIPELINE [--in PORT=FILE ...] [--packet N|N-M ...] [--json]
 
 Errors a user can fix (bad pipeline file, bad flow line, bad capture) print
 as one line, `softdpu: error: ...`, and exit with status 2.
@@ -19,6 +20,18 @@ def _port_file(text):
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected PORT=FILE, got '{text}'")
     return name, path
+
+
+def _packets(text):
+    """--packet N or N-M (1-based, inclusive) -> range."""
+    lo, sep, hi = text.partition("-")
+    try:
+        lo, hi = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a packet number N or a range N-M, got '{text}'") from None
+    if lo < 1 or hi < lo:
+        raise argparse.ArgumentTypeError(f"expected packet numbers from 1 (N or N-M with N <= M), got '{text}'")
+    return range(lo, hi + 1)
 
 
 class _UsageError(Exception):
@@ -52,6 +65,17 @@ def build_parser():
     dump.add_argument("--no-stats", action="store_true",
                       help="leave out duration, n_packets and n_bytes (as ovs-ofctl --no-stats)")
     dump.add_argument("--where", action="store_true", help="append each flow's source as '# file:line'")
+    trace = sub.add_parser("trace", help="why did a packet go there: run the inputs and print, for the chosen "
+                                          "packets, every table, rule, action and the result (as "
+                                          "ovs-appctl ofproto/trace)")
+    trace.add_argument("pipeline", help="the pipeline file (.toml)")
+    trace.add_argument("--in", dest="inputs", action="append", type=_port_file, default=[],
+                       metavar="PORT=FILE", help="input capture for a port (replaces the file's default)")
+    trace.add_argument("--packet", dest="packets", action="append", type=_packets, default=[],
+                       metavar="N|N-M", help="trace packet N (1-based, in capture order; Wireshark's frame "
+                                             "number for one input) or packets N to M; default: all")
+    trace.add_argument("--json", action="store_true", help="print the traces as a JSON list")
+    trace.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
     return ap
 
 
@@ -130,11 +154,45 @@ def cmd_dump_flows(args, out):
     return 0
 
 
+def cmd_trace(args, out):
+    import json
+    import tempfile
+
+    from softdpu.trace import Tracer, explain
+
+    cfg, dpu = _dpu(args)
+    wanted = None
+    if args.packets:
+        wanted = sorted({n for r in args.packets for n in r})
+    tracer = Tracer(dpu, wanted)
+    dpu.tracer = tracer
+    warn = lambda m: print(f"softdpu: warning: {m}", file=sys.stderr)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="softdpu-") as d:
+        dpu.run_pcaps(dict(args.inputs), Path(d), warn=warn, until=lambda: tracer.done)
+    if wanted and tracer.seen < wanted[-1]:
+        missing = [n for n in wanted if n > tracer.seen]
+        raise SoftdpuError(f"--packet: the input has {tracer.seen} packets; no packet "
+                           f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}")
+    names = {p.ofport: p.name for p in cfg.ports}
+    docs = []
+    for k, t in enumerate(tracer.traces):
+        lines, doc = explain(t, dpu.flows.program, names, bridge=cfg.name)
+        docs.append(doc)
+        if not args.json:
+            if k:
+                print(file=out)
+            print("\n".join(lines), file=out)
+    if args.json:
+        json.dump(docs, out, indent=2)
+        print(file=out)
+    return 0
+
+
 def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "dump-flows": cmd_dump_flows}[args.command](args, out)
+        return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
         return 2

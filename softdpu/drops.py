@@ -28,7 +28,8 @@ REASONS = (
     ("action_drop", "a flow's actions drop the packet (drop or no output)"),
     ("output_port_unknown", "output to a port the pipeline does not have"),
     ("ttl_expired", "dec_ttl on a TTL/hop limit <= 1 (OVS would send it to a controller)"),
-    ("resubmit_depth", "resubmit/goto chain deeper than 64 or over 4096 resubmits (as OVS)"),
+    ("resubmit_depth", "resubmits nested over 64 deep (to the same or an earlier table) or over 4096 "
+                       "resubmits and goto_tables for one packet (as OVS)"),
     ("vlan_refused", "normal: the input port does not carry the frame's VLAN"),
     ("tx_full", "no room left in the batch's tx list for a copy (raise the fanout)"),
     ("clone_full", "no clone row left for a modified copy (raise the fanout)"),

@@ -78,10 +78,11 @@ class Dpu:
                               "no input capture: give a port an input file or use --in PORT=FILE")
         return [(p, chosen[p.name]) for p in self.ports if p.name in chosen]
 
-    def run_pcaps(self, inputs=None, out_dir="out", progress=None, warn=None):
+    def run_pcaps(self, inputs=None, out_dir="out", progress=None, warn=None, until=None):
         """Run capture files through the pipeline, one output pcap per port in out_dir.
 
         progress: a callable(packets) called after each batch (e.g. a progress bar).
+        until: a callable() -> True to stop after the current batch (e.g. trace is done).
         Returns the Stats.
         """
         sources = self.inputs(inputs)
@@ -102,6 +103,8 @@ class Dpu:
                     w.write_tx(batch, ofport)
                 if progress:
                     progress(batch.n)
+                if until is not None and until():
+                    break
         finally:
             for r in readers:
                 r.close()

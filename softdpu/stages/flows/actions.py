@@ -9,8 +9,10 @@ lists them) with Open vSwitch's semantics:
   - resubmit(port,table) looks the table up (with in_port = port for the
     lookup only) and runs the rule's actions, then goes on after the
     resubmit; a miss does nothing.  goto_table continues in a later table
-    (a tail call).  Depth 64, 4096 resubmits per packet, as OVS; over that
-    the whole packet is dropped (resubmit_depth), its outputs taken back;
+    (a tail call), as does a resubmit that is the last action of its list.
+    As OVS, the depth counts resubmits to the same or an earlier table (64 at
+    most), and a packet gets 4096 resubmits and goto_tables; over that the
+    whole packet is dropped (resubmit_depth), its outputs taken back;
   - output to the packet's in_port is skipped unless by the in_port action;
   - dec_ttl on TTL <= 1 stops the current action list (OVS would send the
     packet to a controller): ttl_expired when nothing left;
@@ -106,7 +108,7 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
         r = lookup(key, i, 0, tss_sub, tss_words, tss_slots, cache, gen)
         traced = meta[i, M_TRACED] != 0
         if traced:
-            record(trace, state, i, T_LOOKUP, 0, r, 0, -1)
+            record(trace, state, i, T_LOOKUP, 0, r, 0, -1, 0)
         if r < 0:
             meta[i, M_DROP] = drops.NO_MATCH
             continue
@@ -161,11 +163,13 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
     clones0 = state[S_CLONES]
     reason = drops.ACTION_DROP
     sent = 0
-    sp = 0
+    sp = 0            # frames on the stack: nested (non-tail) resubmits, the trace's nesting
+    depth = 0         # OVS's translation depth: resubmits to the same or an earlier table
+    deep = 0          # does the pending lookup deepen?
     resubmits = 0
     table = np.int64(0)
     fatal = False
-    pending = 0       # a lookup to do: 1 goto_table (a tail call), 2 resubmit
+    pending = 0       # a lookup to do: 1 goto_table, 2 resubmit, 3 resubmit as the last action (tail calls: 1, 3)
     k = act[r, 0]
     end = k + act[r, 1]
     t = np.int64(0)   # its table
@@ -179,7 +183,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             if lport >= 0:
                 key[i, 0] = w0
             if traced:
-                record(trace, state, i, T_LOOKUP, t, r, sp + 1 if pending == 2 else sp, lport)
+                record(trace, state, i, T_LOOKUP, t, r, sp + 1 if pending == 2 else sp, lport,
+                       2 + deep if pending == 2 else 1)
             if r < 0:
                 reason = drops.NO_MATCH
                 if pending == 1:
@@ -193,7 +198,9 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 stack[sp, 0] = k
                 stack[sp, 1] = end
                 stack[sp, 2] = table
+                stack[sp, 3] = depth
                 sp += 1
+            depth += deep
             pending = 0
             table = t
             k = act[r, 0]
@@ -206,11 +213,12 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             k = stack[sp, 0]
             end = stack[sp, 1]
             table = stack[sp, 2]
+            depth = stack[sp, 3]
             continue
         op = ops[k, 0]
         a = ops[k, 1]
         if traced:
-            record(trace, state, i, T_ACTION, k, sp, 0, 0)
+            record(trace, state, i, T_ACTION, k, sp, 0, 0, 0)
         k += 1
         if op >= OP_SET and op <= OP_DEC_TTL and not dirty:
             dirty = True
@@ -234,15 +242,15 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 else:
                     reason = st
             if traced:
-                record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0)
+                record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0, 0)
         elif op == OP_SET:
             if _guard(key, i, ops[k - 1, 4]):
                 m = np.uint64(ops[k - 1, 2])
                 key[i, a] = (key[i, a] & ~m) | np.uint64(ops[k - 1, 3])
                 if traced:
-                    record(trace, state, i, T_KEY, a, np.int64(key[i, a]), 0, 0)
+                    record(trace, state, i, T_KEY, a, np.int64(key[i, a]), 0, 0, 0)
             elif traced:
-                record(trace, state, i, T_NOTE, NOTE_GUARD, ops[k - 1, 4], 0, 0)
+                record(trace, state, i, T_NOTE, NOTE_GUARD, ops[k - 1, 4], 0, 0, 0)
         elif op == OP_FLOOD:
             if not dirty:
                 dirty = True
@@ -257,29 +265,32 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                     else:
                         reason = st
                     if traced:
-                        record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0)
+                        record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0, 0)
         elif op == OP_NORMAL:
             st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace)
             if st > 0:
                 sent += st
             elif st < 0:
                 reason = -st
-        elif op == OP_RESUBMIT:
-            resubmits += 1
-            if sp >= MAX_DEPTH or resubmits > MAX_RESUBMITS:
+        elif op == OP_RESUBMIT or op == OP_GOTO:
+            if depth >= MAX_DEPTH or resubmits >= MAX_RESUBMITS:
                 if traced:
-                    record(trace, state, i, T_NOTE, NOTE_RESUBMIT_LIMIT, sp, resubmits, 0)
+                    record(trace, state, i, T_NOTE, NOTE_RESUBMIT_LIMIT, depth, resubmits, 0, 0)
                 fatal = True
                 break
-            t = ops[k - 1, 2]
-            if t < 0:
-                t = table
-            lport = a
-            pending = 2
-        elif op == OP_GOTO:
-            t = a
-            lport = -1
-            pending = 1
+            resubmits += 1
+            if op == OP_GOTO:
+                t = a
+                lport = -1
+                deep = 0
+                pending = 1
+            else:
+                t = ops[k - 1, 2]
+                if t < 0:
+                    t = table
+                lport = a
+                deep = 1 if t <= table else 0
+                pending = 2 if k < end else 3
         elif op == OP_SET_VLAN:
             tci = key[i, 0] & FFFF
             if tci & np.uint64(0x1000) == 0:
@@ -308,13 +319,13 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                     reason = drops.TTL_EXPIRED
                     k = end
                     if traced:
-                        record(trace, state, i, T_NOTE, NOTE_TTL_EXPIRED, np.int64(ttl), 0, 0)
+                        record(trace, state, i, T_NOTE, NOTE_TTL_EXPIRED, np.int64(ttl), 0, 0, 0)
                 else:
                     key[i, 4] -= np.uint64(0x100)
                     if traced:
-                        record(trace, state, i, T_KEY, 4, np.int64(key[i, 4]), 0, 0)
+                        record(trace, state, i, T_KEY, 4, np.int64(key[i, 4]), 0, 0, 0)
             elif traced:
-                record(trace, state, i, T_NOTE, NOTE_GUARD, G_IP_ANY, 0, 0)
+                record(trace, state, i, T_NOTE, NOTE_GUARD, G_IP_ANY, 0, 0, 0)
         elif op == OP_MOVE:
             nb = ops[k - 1, 5]
             m = _bits(nb)
@@ -323,7 +334,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             dw = ops[k - 1, 3]
             key[i, dw] = (key[i, dw] & ~(m << ds)) | (v << ds)
             if traced:
-                record(trace, state, i, T_KEY, dw, np.int64(key[i, dw]), 0, 0)
+                record(trace, state, i, T_KEY, dw, np.int64(key[i, dw]), 0, 0, 0)
     if fatal:
         state[S_NTX] = tx0
         state[S_CLONES] = clones0
@@ -335,8 +346,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
 @njit(alloc=False, inline=True)
 def _record_tags(trace, state, key, i):
     """Trace the VLAN words (0: outer tag, 1: inner tag) after a VLAN action."""
-    record(trace, state, i, T_KEY, 0, np.int64(key[i, 0]), 0, 0)
-    record(trace, state, i, T_KEY, 1, np.int64(key[i, 1]), 0, 0)
+    record(trace, state, i, T_KEY, 0, np.int64(key[i, 0]), 0, 0, 0)
+    record(trace, state, i, T_KEY, 1, np.int64(key[i, 1]), 0, 0, 0)
 
 
 def port_index_table(ofports):

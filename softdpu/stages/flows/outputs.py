@@ -122,23 +122,23 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
     vlan = ingress_vlan(port_tag, trunks, kin, tci)
     if vlan < 0:
         if traced:
-            record(trace, state, i, T_NORMAL, N_VLAN_REFUSED, tci & 0xFFF, in_port, 0)
+            record(trace, state, i, T_NORMAL, N_VLAN_REFUSED, tci & 0xFFF, in_port, 0, 0)
         return -drops.VLAN_REFUSED
     src = np.int64(w1 >> np.uint64(16))
     dst = np.int64(key[i, 2] >> np.uint64(16))
     if (dst & 0xFFFFFFFFFFF0) == 0x0180C2000000:
         if traced:
-            record(trace, state, i, T_NORMAL, N_RESERVED, vlan, in_port, dst)
+            record(trace, state, i, T_NORMAL, N_RESERVED, vlan, in_port, dst, 0)
         return 0                        # reserved multicast (STP, LLDP, ...): OVS drops
     now = meta[i, M_TS]
     aging = state[S_AGING]
     if mac_learn(macs, state, vlan, src, in_port, now, aging, state[S_MAX_MACS]) and traced:
-        record(trace, state, i, T_NORMAL, N_LEARNED, vlan, in_port, src)
+        record(trace, state, i, T_NORMAL, N_LEARNED, vlan, in_port, src, 0)
     out = np.int64(-1)
     if not (dst >> 40) & 1:
         out = mac_lookup(macs, state, vlan, dst, now, aging)
     if traced:
-        record(trace, state, i, T_NORMAL, N_KNOWN if out >= 0 else N_FLOOD, vlan, out, dst)
+        record(trace, state, i, T_NORMAL, N_KNOWN if out >= 0 else N_FLOOD, vlan, out, dst, 0)
     pcp = tci & 0xE000 if tci & 0x1000 else 0
     sent = 0
     reason = 0
@@ -160,7 +160,7 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
             else:
                 reason = st
             if traced:
-                record(trace, state, i, T_OUTPUT, p, st, i if st == 1 else -1, 0)
+                record(trace, state, i, T_OUTPUT, p, st, i if st == 1 else -1, 1 + t, 0)
             continue
         if not dirty:
             dirty = True
@@ -173,7 +173,7 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
         else:
             reason = st
         if traced:
-            record(trace, state, i, T_OUTPUT, p, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0)
+            record(trace, state, i, T_OUTPUT, p, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 1 + t, 0)
     key[i, 0] = w0
     key[i, 1] = w1
     if sent == 0 and reason != 0:

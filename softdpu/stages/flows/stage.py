@@ -7,7 +7,7 @@ import numpy as np
 
 from softdpu.batch import M_ORIGIN, M_TS
 from softdpu.stages.flows import action_syntax, timeouts
-from softdpu.stages.flows.actions import MAX_DEPTH, port_index_table, run_actions
+from softdpu.stages.flows.actions import MAX_RESUBMITS, port_index_table, run_actions
 from softdpu.stages.flows.compile import compile_rules, identity
 from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_AGING, S_CLONE_BASE,
@@ -56,8 +56,8 @@ class FlowTables:
         self.state[S_MAX_MACS] = self.macs.max_entries
         self.state[:5] = self.macs.counters
         self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
-        self.stack = np.zeros((MAX_DEPTH + 1, 3), np.int64)
-        self.trace = np.zeros((RECORDS, 6), np.int64)   # records of traced packets (trace_records.py)
+        self.stack = np.zeros((MAX_RESUBMITS + 1, 4), np.int64)   # (next op, end, table, depth) frames
+        self.trace = np.zeros((RECORDS, 7), np.int64)   # records of traced packets (trace_records.py)
         # can a packet be modified before an output (then the batch needs clone rows)?
         plain = {"output", "drop", "in_port", "flood", "all", "resubmit", "goto_table", "clear_actions",
                  "write_metadata", "set_tunnel", "set_tunnel64"}

@@ -4,14 +4,18 @@ A packet whose meta M_TRACED is set gets records written by the very kernels
 that forward it (actions.py, outputs.normal), so a trace and the forwarding
 can never disagree.  Untraced packets cost one load and branch per packet.
 
-A record is one int64[6] row of the stage's trace buffer:
+A record is one int64[7] row of the stage's trace buffer:
 
-  (row, kind, a, b, c, d)
+  (row, kind, a, b, c, d, e)
 
-  T_LOOKUP   a table, b rule (-1: no match), c depth, d lookup in_port (-1: the packet's)
+  T_LOOKUP   a table, b rule (-1: no match), c depth, d lookup in_port (-1: the packet's),
+             e how it was reached: 0 the first lookup, 1 a tail call (goto_table, or
+             resubmit as the last action), 2 a resubmit to a later table, 3 to the same
+             or an earlier one
   T_ACTION   a op row, b depth                        (before the op runs)
   T_KEY      a key word, b its new value (uint64 bits) (after an op changed it)
-  T_OUTPUT   a port, b 1 sent / 0 skipped (the in_port) / a drop code, c the row sent
+  T_OUTPUT   a port, b 1 sent / 0 skipped (the in_port) / a drop code, c the row sent,
+             d 0, or from normal 1 + the outer VLAN TCI the copy leaves with
   T_NORMAL   a event (N_*), b VLAN, c port, d MAC
   T_NOTE     a note (NOTE_*), b detail
 
@@ -38,11 +42,11 @@ NOTE_RESUBMIT_LIMIT = 3   # too deep or too many resubmits: the packet is droppe
 S_TRACE_N = 14       # state columns (outputs.py S_*)
 S_TRACE_LOST = 15
 
-RECORDS = 1 << 16    # the buffer's rows: 3 MB, more than a batch of traced packets needs
+RECORDS = 1 << 16    # the buffer's rows: 3.5 MB, more than a batch of traced packets needs
 
 
 @njit(alloc=False, inline=True)
-def record(trace, state, row, kind, a, b, c, d):
+def record(trace, state, row, kind, a, b, c, d, e):
     """Append one record (counted as lost when the buffer is full)."""
     n = state[S_TRACE_N]
     if n >= trace.shape[0]:
@@ -54,4 +58,5 @@ def record(trace, state, row, kind, a, b, c, d):
     trace[n, 3] = b
     trace[n, 4] = c
     trace[n, 5] = d
+    trace[n, 6] = e
     state[S_TRACE_N] = n + 1

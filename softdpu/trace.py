@@ -1,0 +1,487 @@
+"""`softdpu trace`: why did this packet go there — as `ovs-appctl ofproto/trace` tells it.
+
+    tracer = Tracer(dpu, packets={3, 7})   # 1-based numbers in capture order; None: all
+    dpu.tracer = tracer
+    dpu.run_pcaps(...)                     # every packet runs; the chosen ones are traced
+    for t in tracer.traces: print("\\n".join(format_text(t)))
+
+The Tracer sets M_TRACED on the chosen packets after the parser; the flow
+kernels then write trace records for them (stages/flows/trace_records.py)
+while forwarding them, so the story told is the one that happened, with the
+MAC table (and later conntrack) as the packets before left it.  A PacketTrace
+holds the parsed key, the records and the outcome; format_text prints it in
+ofproto/trace's shape:
+
+    Flow: tcp,in_port=1,vlan_tci=0x0000,dl_src=...,tp_dst=80,tcp_flags=syn
+
+    bridge("acl")
+    -------------
+     0. ip,nw_dst=10.0.0.2, priority 100  # pipelines/acl.flows:7
+        mod_nw_src:192.0.2.1
+         -> nw_src is now 192.0.2.1
+        resubmit(,1)
+         1. tcp, priority 5  # pipelines/acl.flows:12
+                output:2
+                 -> output to p2 (port 2)
+
+    Final flow: tcp,in_port=1,...,nw_src=192.0.2.1,...
+    Datapath actions: set(ipv4(src=192.0.2.1)),2
+    Result: sent to p2
+
+A packet number counts packets in the order the pipeline takes them (with
+several inputs, merged by timestamp): with one input it is Wireshark's frame
+number.
+"""
+import datetime
+import ipaddress
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from softdpu import drops
+from softdpu.batch import M_DROP, M_IN_PORT, M_L4, M_LEN, M_ORIGIN, M_PARSE_ERR, M_START, M_TRACED, M_TS
+from softdpu.dump_flows import _shown, format_match
+from softdpu.key import FIELDS, KEY_WORDS
+from softdpu.stages.flows import trace_records as tr
+from softdpu.stages.flows.action_syntax import GUARD
+
+GUARD_NAMES = {code: name for name, code in GUARD.items()}
+GUARD_TEXT = {"ipv4_or_arp": "an IPv4 or ARP header", "arp": "an ARP header", "ipv6": "an IPv6 header",
+              "ip_any": "an IP header", "ip_any_or_arp": "an IP or ARP header", "tcp": "a TCP header",
+              "udp": "a UDP header", "sctp": "an SCTP header", "l4": "a TCP/UDP/SCTP/ICMP header",
+              "icmp_any": "an ICMP header", "icmpv6": "an ICMPv6 header", "l4_ports": "L4 ports (or is a later fragment)"}
+M64 = (1 << 64) - 1
+
+
+@dataclass
+class PacketTrace:
+    number: int                  # 1-based, in the order the pipeline took the packets
+    in_port: int
+    port_name: str
+    ts_ns: int
+    length: int
+    key: np.ndarray              # the parsed key (uint64[KEY_WORDS]) the flow tables saw
+    parse_error: int             # drops code of a malformed packet, 0 if well formed
+    records: list = field(default_factory=list)   # (kind, a, b, c, d, e) in order
+    final_key: np.ndarray = None
+    drop: int = 0                # drops code when nothing left, else 0
+    records_lost: int = 0
+    dropped_before_flows: int = 0  # drops code when the packet never reached the flow tables
+    first_fragment_ports: tuple = None  # shown in the flow (the key holds 0s, as OVS looks them up)
+    nd: str = ""                 # ",nd_target=...,nd_sll=...,nd_tll=..." of a neighbour solicitation/advert
+    sent: list = field(default_factory=list)    # ofports its copies really went to, in tx order
+
+
+class Tracer:
+    """Marks chosen packets for tracing and collects their PacketTraces (Dpu.tracer)."""
+
+    def __init__(self, dpu, packets=None):
+        self.dpu = dpu
+        self.wanted = None if packets is None else np.array(sorted(packets), np.int64)
+        self.seen = 0
+        self.traces = []
+        self._pending = []
+        self._names = {p.ofport: p.name for p in dpu.ports}
+
+    @property
+    def done(self):
+        """Every chosen packet has been traced (there is no need to read further)."""
+        return self.wanted is not None and (len(self.wanted) == 0 or self.seen >= self.wanted[-1])
+
+    def before_flows(self, batch):
+        n = batch.n
+        numbers = np.arange(self.seen + 1, self.seen + n + 1)
+        self.seen += n
+        rows = np.arange(n) if self.wanted is None else np.flatnonzero(np.isin(numbers, self.wanted))
+        self.dpu.flows.take_trace()                       # start from an empty buffer
+        batch.meta[rows, M_TRACED] = 1
+        m = batch.meta
+        self._pending = [PacketTrace(int(numbers[i]), int(m[i, M_IN_PORT]),
+                                     self._names.get(int(m[i, M_IN_PORT]), "?"), int(m[i, M_TS]),
+                                     int(m[i, M_LEN]), batch.key[i].copy(), int(m[i, M_PARSE_ERR]))
+                         for i in rows]
+        for i, t in zip(rows, self._pending):
+            t.first_fragment_ports = _first_fragment_ports(batch, i)
+            t.nd = _nd_text(batch, i)
+        self._rows = rows
+        self._dropped_before = {int(i): int(m[i, M_DROP]) for i in rows}
+
+    def after_flows(self, batch):
+        records, lost = self.dpu.flows.take_trace()
+        by_row = {}
+        for rec in records:
+            by_row.setdefault(int(rec[0]), []).append(tuple(int(v) for v in rec[1:]))
+        sent = {}
+        for row, port in batch.tx[: batch.n_tx]:
+            origin = int(batch.meta[row, M_ORIGIN]) if row >= batch.size else int(row)
+            sent.setdefault(origin, []).append(int(port))
+        for i, t in zip(self._rows, self._pending):
+            t.records = by_row.get(int(i), [])
+            t.final_key = batch.key[i].copy()
+            t.drop = int(batch.meta[i, M_DROP])
+            t.records_lost = lost
+            t.dropped_before_flows = self._dropped_before[int(i)]
+            t.sent = sent.get(int(i), [])
+            ports = t.first_fragment_ports
+            if ports is not None and _get(t.final_key, "tp_src") == 0 and _get(t.final_key, "tp_dst") == 0:
+                _put_ports(t.final_key, ports)
+            self.traces.append(t)
+        batch.meta[self._rows, M_TRACED] = 0
+        self._pending = []
+
+
+def _first_fragment_ports(batch, i):
+    """The L4 ports (ICMP type, code) of a first fragment, which the key holds as 0 (OVS looks
+    fragments up without them) but ofproto/trace shows; None for other packets."""
+    key = batch.key[i]
+    if _get(key, "nw_frag") != 1 or _get(key, "nw_proto") not in (1, 6, 17, 58, 132):
+        return None
+    m = batch.meta[i]
+    l4, end = int(m[M_L4]), int(m[M_START] + m[M_LEN])
+    if l4 < 0 or l4 + 4 > end:
+        return None
+    b = batch.data[i, l4: l4 + 4].tobytes()
+    if _get(key, "nw_proto") in (1, 58):
+        return b[0], b[1]
+    return int.from_bytes(b[:2], "big"), int.from_bytes(b[2:], "big")
+
+
+def _nd_text(batch, i):
+    """The IPv6 neighbour discovery fields ofproto/trace shows (softdpu's key does not hold them)."""
+    key = batch.key[i]
+    if (_get(key, "dl_type") != 0x86DD or _get(key, "nw_proto") != 58 or _get(key, "nw_frag")
+            or _get(key, "tp_src") not in (135, 136) or _get(key, "tp_dst") != 0):
+        return ""
+    m = batch.meta[i]
+    l4, end = int(m[M_L4]), int(m[M_START] + m[M_LEN])
+    if l4 < 0 or l4 + 24 > end:
+        return ""
+    b = batch.data[i, l4:end].tobytes()
+    macs = {1: "00:00:00:00:00:00", 2: "00:00:00:00:00:00"}
+    off = 24
+    while off + 8 <= len(b) and b[off + 1]:
+        if b[off] in macs and b[off + 1] == 1:
+            macs[b[off]] = ":".join(f"{x:02x}" for x in b[off + 2: off + 8])
+        off += 8 * b[off + 1]
+    return (f",nd_target={ipaddress.IPv6Address(b[8:24])},nd_sll={macs[1]},nd_tll={macs[2]}")
+
+
+def _put_ports(key, ports):
+    for name, v in zip(("tp_src", "tp_dst"), ports):
+        f = FIELDS[name]
+        key[f.word] = np.uint64((int(key[f.word]) & ~(0xFFFF << f.shift)) | (v << f.shift))
+
+
+# -- the flow as OVS prints it ----------------------------------------------
+
+def _get(key, name):
+    f = FIELDS[name]
+    return (int(key[f.word]) >> f.shift) & ((1 << f.bits) - 1)
+
+
+def members_of(key):
+    """The OVS flow members {name: (value, full mask)} a parsed key holds, as ofproto/trace shows them."""
+    g = lambda name: _get(key, name)   # noqa: E731
+    full = lambda name: (g(name), (1 << FIELDS[name].bits) - 1)   # noqa: E731
+    m = {"in_port": full("in_port"), "vlan_tci": full("vlan_tci"), "dl_src": full("dl_src"),
+         "dl_dst": full("dl_dst"), "dl_type": full("dl_type")}
+    for name in [f"reg{r}" for r in range(16)] + ["metadata", "tun_id", "tun_src", "tun_dst", "ct_state",
+                                                  "ct_zone", "ct_mark"]:
+        if g(name):
+            m[name] = full(name)
+    t = g("dl_type")
+    if t in (0x0800, 0x86DD):
+        proto = g("nw_proto")
+        m["nw_proto"] = (proto, 0xFF)
+        if t == 0x0800:
+            m["nw_src"], m["nw_dst"] = full("nw_src"), full("nw_dst")
+        else:
+            m["ipv6_src"] = (int(key[5]) << 64 | int(key[6]), (1 << 128) - 1)
+            m["ipv6_dst"] = (int(key[7]) << 64 | int(key[8]), (1 << 128) - 1)
+            m["ipv6_label"] = full("ipv6_label")
+        m["nw_tos"], m["nw_ttl"], m["nw_frag"] = (g("nw_tos"), 0xFF), full("nw_ttl"), (g("nw_frag") & 3, 3)
+        if g("nw_frag") & 2:
+            return m                  # a later fragment has no L4 header
+        if proto in (1, 6, 17, 58, 132):
+            m["tp_src"], m["tp_dst"] = full("tp_src"), full("tp_dst")
+        if proto == 6:
+            m["tcp_flags"] = (g("tcp_flags") & 0xFFF, 0xFFF)
+    elif t in (0x0806, 0x8035):
+        m["nw_src"], m["nw_dst"] = full("nw_src"), full("nw_dst")
+        m["nw_proto"] = (g("arp_op") & 0xFF, 0xFF)
+        m["arp_sha"], m["arp_tha"] = full("arp_sha"), full("arp_tha")
+    return m
+
+
+def flow_text(key):
+    """The flow as ofproto/trace prints it (with OVS's vlan-limit=0: the inner tag after the outer)."""
+    text = format_match(members_of(key))
+    outer, inner = _get(key, "vlan_tci"), _get(key, "vlan_tci2")
+    if outer & 0x1000:
+        second = (f"dl_vlan1={inner & 0xFFF},dl_vlan_pcp1={inner >> 13}" if inner & 0x1000
+                  else f"vlan_tci1={inner:#06x}")
+        text = text.replace(f",dl_vlan_pcp={outer >> 13},", f",dl_vlan_pcp={outer >> 13},{second},", 1)
+    return text
+
+
+# -- what changed --------------------------------------------------------------
+
+def _field_value(name, v):
+    if name in ("vlan_tci", "vlan_tci2"):
+        return f"{v:#06x} (VLAN {v & 0xFFF}, pcp {v >> 13})" if v & 0x1000 else f"{v:#06x} (no tag)"
+    if name in ("dl_src", "dl_dst", "arp_sha", "arp_tha"):
+        return ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
+    if name in ("nw_src", "nw_dst", "tun_src", "tun_dst"):
+        return ".".join(str(b) for b in v.to_bytes(4, "big"))
+    if name.startswith("reg") or name in ("metadata", "tun_id", "vlan_tci", "vlan_tci2", "ct_mark"):
+        return f"{v:#x}"
+    return str(v)
+
+
+_NAMED = [f for f in FIELDS.values() if not f.name.endswith(("_hi", "_lo"))]
+
+
+def changes(before, after):
+    """[(field, old, new)] for the fields that differ between two key rows, values as text."""
+    out = []
+    for f in _NAMED:
+        if before[f.word] != after[f.word]:
+            old, new = _get(before, f.name), _get(after, f.name)
+            if old != new:
+                out.append((f.name, _field_value(f.name, old), _field_value(f.name, new)))
+    for name, w in (("ipv6_src", 5), ("ipv6_dst", 7)):
+        old, new = (int(k[w]) << 64 | int(k[w + 1]) for k in (before, after))
+        if old != new:
+            out.append((name, str(ipaddress.IPv6Address(old)), str(ipaddress.IPv6Address(new))))
+    return out
+
+
+def _set_pieces(before, after):
+    """The datapath actions that turn the packet `before` into `after`, as ofproto/trace's
+    "Datapath actions" shows them: set(eth(...)), set(ipv4(...)), set(tcp(...)), then the VLAN."""
+    g0 = lambda name: _get(before, name)   # noqa: E731
+    g1 = lambda name: _get(after, name)    # noqa: E731
+    out = []
+    eth = [f"{n[3:]}={_field_value(n, g1(n))}" for n in ("dl_src", "dl_dst") if g0(n) != g1(n)]
+    if eth:
+        out.append(f"set(eth({','.join(eth)}))")
+    dl_type = g1("dl_type")
+    if dl_type == 0x0800:
+        ip = [f"{n[3:]}={_field_value(n, g1(n))}" for n in ("nw_src", "nw_dst") if g0(n) != g1(n)]
+        if g0("nw_tos") != g1("nw_tos"):
+            ip.append(f"tos={g1('nw_tos'):#x}")
+        if g0("nw_ttl") != g1("nw_ttl"):
+            ip.append(f"ttl={g1('nw_ttl')}")
+        if ip:
+            out.append(f"set(ipv4({','.join(ip)}))")
+    elif dl_type == 0x86DD:
+        ip = [f"{n[5:]}={new}" for n, _, new in changes(before, after) if n in ("ipv6_src", "ipv6_dst")]
+        if g0("nw_tos") != g1("nw_tos"):
+            ip.append(f"tclass={g1('nw_tos'):#x}")
+        if g0("nw_ttl") != g1("nw_ttl"):
+            ip.append(f"hlimit={g1('nw_ttl')}")
+        if ip:
+            out.append(f"set(ipv6({','.join(ip)}))")
+    elif dl_type in (0x0806, 0x8035):
+        arp = [f"{a}={_field_value(n, g1(n))}" for a, n in (("sip", "nw_src"), ("tip", "nw_dst"),
+                                                            ("sha", "arp_sha"), ("tha", "arp_tha"))
+               if g0(n) != g1(n)]
+        if g0("arp_op") != g1("arp_op"):
+            arp.append(f"op={g1('arp_op')}")
+        if arp:
+            out.append(f"set(arp({','.join(arp)}))")
+    proto = {6: "tcp", 17: "udp", 132: "sctp"}.get(g1("nw_proto"))
+    if dl_type in (0x0800, 0x86DD) and proto:
+        l4 = [f"{n[3:]}={g1(n)}" for n in ("tp_src", "tp_dst") if g0(n) != g1(n)]
+        if l4:
+            out.append(f"set({proto}({','.join(l4)}))")
+    t0, t1 = g0("vlan_tci"), g1("vlan_tci")        # OVS commits the VLAN after L3/L4 (odp-util.c)
+    if t0 != t1:
+        if t0 & 0x1000:
+            out.append("pop_vlan")
+        if t1 & 0x1000:
+            out.append(f"push_vlan(vid={t1 & 0xFFF},pcp={t1 >> 13})")
+    return out
+
+
+# -- reading the records ---------------------------------------------------------
+
+class _Reader:
+    """Walks a PacketTrace's records into lines, keeping the running key."""
+
+    def __init__(self, trace, program, names):
+        self.t, self.p, self.names = trace, program, names
+        self.key = trace.key.copy()
+        self.sent_key = trace.key.copy()     # the packet as the last output sent it
+        self.datapath = []
+        self.outputs = []
+        self.steps = []                      # for JSON: one dict per table visited
+
+    def port(self, p):
+        name = self.names.get(p)
+        return f"{name} (port {p})" if name else f"port {p}"
+
+    def rule_of_op(self, k):
+        act = self.p.act
+        return int(np.searchsorted(act[: len(self.p.rules), 0], k, side="right") - 1)
+
+    def lines(self):
+        out = []
+        depth = 0
+        levels = {0: 0}          # stack frame (sp) -> display nesting
+        last_action = None
+        action_key = None
+        action_step = None
+        for kind, a, b, c, d, e in self.t.records:
+            if kind != tr.T_KEY and action_key is not None:
+                out += self._effects(action_key, depth, action_step)
+                action_key = None
+            if kind == tr.T_LOOKUP:
+                # ofproto/trace nests a table only under a resubmit to a later table that is
+                # not the last action; the others print at the caller's level
+                if e == 2:
+                    levels[c] = levels.get(c - 1, 0) + 1
+                elif e == 3:
+                    levels[c] = levels.get(c - 1, 0)
+                depth = levels.get(c, 0)
+                pad = " " * (8 * depth - (4 if e == 2 else 0))
+                step = {"table": a, "depth": c, "rule": None, "actions": []}
+                self.steps.append(step)
+                if b < 0:
+                    out.append(f"{pad}{a:2d}. No match.")
+                    out.append(" " * (4 + 8 * depth) + "drop")
+                else:
+                    rule = self.p.rules[b]
+                    match = format_match(getattr(rule, "members", {}) or {})
+                    head = f"{match}, priority {rule.priority}" if match else f"priority {rule.priority}"
+                    if rule.cookie:
+                        head += f", cookie {rule.cookie:#x}"
+                    out.append(f"{pad}{a:2d}. {head}  # {_shown(rule.path)}:{rule.line}")
+                    step["rule"] = {"index": b, "text": rule.text.strip(), "file": str(rule.path),
+                                    "line": rule.line, "priority": rule.priority, "cookie": rule.cookie}
+                last_action = None
+            elif kind == tr.T_ACTION:
+                r = self.rule_of_op(a)
+                ai = self.p.op_action[a]
+                if (r, ai) != last_action:
+                    last_action = (r, ai)
+                    act = self.p.rules[r].actions[ai]
+                    text = getattr(act, "text", act.name)
+                    depth = levels.get(b, 0)
+                    out.append(" " * (4 + 8 * depth) + text)
+                    action_step = {"action": text, "effects": []}
+                    if self.steps:
+                        self.steps[-1]["actions"].append(action_step)
+                    action_key = self.key.copy()
+            elif kind == tr.T_KEY:
+                self.key[a] = np.uint64(b & M64)
+            else:
+                line = self._event(kind, a, b, c, d)
+                if line:
+                    out.append(" " * (5 + 8 * depth) + "-> " + line)
+                    if action_step is not None:
+                        action_step["effects"].append(line)
+        if action_key is not None:
+            out += self._effects(action_key, depth, action_step)
+        return out
+
+    def _effects(self, before, depth, step):
+        lines = []
+        for name, old, new in changes(before, self.key):
+            text = f"{name} is now {new}"
+            lines.append(" " * (5 + 8 * depth) + "-> " + text)
+            if step is not None:
+                step["effects"].append(text)
+        return lines
+
+    def _event(self, kind, a, b, c, d):
+        if kind == tr.T_OUTPUT:
+            if b == 1:
+                now = self.key.copy()
+                if d:                               # normal: this copy's own outer tag
+                    tci = d - 1
+                    now[0] = np.uint64((int(now[0]) & ~0xFFFF) | tci)
+                    if not tci & 0x1000:
+                        now[1] = np.uint64(int(now[1]) & ~0xFFFF)   # no outer tag: none inside either
+                self.datapath += _set_pieces(self.sent_key, now) + [str(a)]
+                self.sent_key = now
+                self.outputs.append(a)
+                return f"output to {self.port(a)}"
+            if b == 0:
+                return f"not sent to {self.port(a)}: it is the input port (use the in_port action)"
+            name, why = drops.describe(b)
+            return f"not sent to {self.port(a)}: {name} ({why})"
+        if kind == tr.T_NORMAL:
+            mac = ":".join(f"{x:02x}" for x in int(d).to_bytes(6, "big"))
+            if a == tr.N_LEARNED:
+                return f"learned that {mac} is on port {self.names.get(c, c)} in VLAN {b}"
+            if a == tr.N_KNOWN:
+                if c == self.t.in_port:
+                    return "learned port is input port, dropping"
+                return f"forwarding to learned port {self.names.get(c, c)}"
+            if a == tr.N_FLOOD:
+                what = "broadcast/multicast" if (d >> 40) & 1 else "no learned MAC for destination"
+                return f"{what}, flooding VLAN {b}"
+            if a == tr.N_RESERVED:
+                return f"reserved multicast destination {mac}, dropping (as OVS)"
+            if a == tr.N_VLAN_REFUSED:
+                return f"port {self.names.get(c, c)} does not carry VLAN {b}, dropping"
+        if kind == tr.T_NOTE:
+            if a == tr.NOTE_GUARD:
+                name = GUARD_NAMES.get(b, "l4_ports")
+                return f"skipped: it needs {GUARD_TEXT.get(name, name)}, which this packet does not have"
+            if a == tr.NOTE_TTL_EXPIRED:
+                return f"TTL {b} expires: the rest of this action list is skipped"
+            if a == tr.NOTE_RESUBMIT_LIMIT:
+                return f"resubmit limit reached (depth {b}, {c} resubmits): the packet is dropped"
+        return f"record {kind} {a} {b} {c} {d}"
+
+
+def _when(ts_ns):
+    t = datetime.datetime.fromtimestamp(ts_ns // 1_000_000_000, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S") + f".{ts_ns % 1_000_000_000:09d} UTC"
+
+
+def explain(trace, program, names, bridge="softdpu"):
+    """(text lines, JSON-ready dict) for one PacketTrace."""
+    head = (f"Packet {trace.number}: {trace.length} bytes on {names.get(trace.in_port, '?')} "
+            f"(in_port={trace.in_port}) at {_when(trace.ts_ns)}")
+    shown = trace.key.copy()
+    if trace.first_fragment_ports is not None:
+        _put_ports(shown, trace.first_fragment_ports)
+    flow = flow_text(shown) + trace.nd
+    lines = [head, f"Flow: {flow}"]
+    doc = {"packet": trace.number, "in_port": trace.in_port, "port": names.get(trace.in_port),
+           "ts_ns": trace.ts_ns, "length": trace.length, "flow": flow}
+    if trace.parse_error:
+        name, why = drops.describe(trace.parse_error)
+        lines.append(f"Malformed: {name} ({why}); the fields after it are left out, as Open vSwitch does")
+        doc["malformed"] = name
+    before = trace.dropped_before_flows
+    if before:
+        name, why = drops.describe(before)
+        lines += ["", f"Result: dropped before the flow tables: {name} ({why})"]
+        doc.update(steps=[], outputs=[], drop={"reason": name, "description": why})
+        return lines, doc
+    r = _Reader(trace, program, names)
+    body = r.lines()
+    lines += ["", f'bridge("{bridge}")', "-" * (len(bridge) + 10)] + body + [""]
+    final = flow_text(trace.final_key) + trace.nd
+    same = bool(np.array_equal(trace.final_key, shown))
+    lines.append("Final flow: " + ("unchanged" if same else final))
+    lines.append("Datapath actions: " + (",".join(r.datapath) if r.datapath else "drop"))
+    doc.update(steps=r.steps, final_flow=final, datapath_actions=",".join(r.datapath) or "drop",
+               outputs=[{"ofport": p, "port": names.get(p)} for p in r.outputs])
+    if r.outputs != trace.sent:     # cannot happen: the records come from the forwarding kernels
+        lines.append(f"(internal error: the trace shows outputs {r.outputs} but the packet went to {trace.sent})")
+    if r.outputs:
+        lines.append("Result: sent to " + ", ".join(names.get(p, f"port {p}") for p in r.outputs))
+        doc["drop"] = None
+    else:
+        name, why = drops.describe(trace.drop or drops.ACTION_DROP)
+        lines.append(f"Result: dropped: {name} ({why})")
+        doc["drop"] = {"reason": name, "description": why}
+    if trace.records_lost:
+        lines.append(f"(warning: {trace.records_lost} trace records were lost for want of room; "
+                     f"trace fewer packets at once)")
+    return lines, doc
