@@ -303,7 +303,7 @@ ERRORS = [
     ("tp_dts=80", 1, "tp_dts=80", "unknown match field 'tp_dts' (did you mean 'tp_dst'?); expected one of: table"),
     ("xreg8=1", 1, "xreg8=1", "unknown match field 'xreg8'"),
     ("icmp6,nd_target=::1", 7, "nd_target=::1", "match field 'nd_target' is not supported by softdpu yet"),
-    ("idle_timeout=10", 1, "idle_timeout=10", "match field 'idle_timeout' is not supported by softdpu yet"),
+    ("importance=10", 1, "importance=10", "match field 'importance' is not supported by softdpu yet"),
     ("reg0[0..3]=1", 1, "reg0[0..3]=1", "matching a part of a field ('reg0[0..3]') is not supported"),
     ("  in_port=1   ip,  nw_tos:5", 20, "nw_tos:5", "its low 2 bits must be 0"),
     ("tcp,tp_dst(99999)", 5, "tp_dst(99999)", "expected a value that fits in 16 bits"),
