@@ -124,7 +124,7 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
         if act[r, 2] == 2:                     # actions=normal: the L2 switch, no interpreter
             state[S_NTX] = n_tx
             st = normal(data, meta, key, orig, tx, i, state[S_CLONE_BASE], state, portinfo, trunks,
-                        macs, False, trace)
+                        macs, False, trace, True)
             n_tx = state[S_NTX]
             if st <= 0:
                 meta[i, M_DROP] = -st if st < 0 else drops.ACTION_DROP
@@ -267,7 +267,8 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                     if traced:
                         record(trace, state, i, T_OUTPUT, port, st, tx[state[S_NTX] - 1, 0] if st == 1 else -1, 0, 0)
         elif op == OP_NORMAL:
-            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace)
+            st = normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace,
+                        False)
             if st > 0:
                 sent += st
             elif st < 0:

@@ -103,13 +103,18 @@ def emit(data, meta, key, orig, tx, i, port, clone_base, state):
 
 
 @njit(alloc=False)
-def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace):
+def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, macs, dirty, trace, own=False):
     """OVS NORMAL for packet i: learn, then forward or flood within the VLAN.  -> copies sent, or -drop code.
 
     dirty: orig[i] holds the parsed packet words (the key may differ from them).  When
     not dirty, a copy whose tags are unchanged goes out as the packet's own row without
     a compare, and orig[i] is filled only when some port needs other tags.  A traced
-    packet gets T_NORMAL and T_OUTPUT records."""
+    packet gets T_NORMAL and T_OUTPUT records.
+
+    own: the caller owns row i outright (no tx entry uses it yet, nothing reads its
+    bytes afterwards): a known unicast destination that needs other tags gets the
+    packet's own row retagged in place instead of a clone (the common trunk <-> access
+    case costs no copy)."""
     traced = meta[i, M_TRACED] != 0
     in_port = np.int64((key[i, 0] >> np.uint64(32)) & np.uint64(0xFFFF))
     kin = portinfo[P_INDEX, in_port]
@@ -167,7 +172,14 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
             snapshot(key, orig, i, state)
         key[i, 0] = nw0
         key[i, 1] = nw1
-        st = emit(data, meta, key, orig, tx, i, p, clone_base, state)
+        if own and out >= 0:             # the only copy: retag the packet's own row
+            if commit_row(data, meta, i, key, orig, i, i) < 0:
+                state[S_LOST_COMMIT] += 1
+                st = drops.COMMIT_FAILED
+            else:
+                st = push_tx(tx, state, i, p)
+        else:
+            st = emit(data, meta, key, orig, tx, i, p, clone_base, state)
         if st == 1:
             sent += 1
         else:
