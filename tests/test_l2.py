@@ -123,3 +123,21 @@ def test_vlan_keys_in_pipeline_files(tmp_path):
         with pytest.raises(ConfigError) as e:
             load(bad)
         assert f"p.toml:{line}:" in str(e.value) and f"port[0].{key}" in str(e.value)
+
+
+def test_rx_bytes_are_what_was_received_though_normal_retags_in_place(tmp_path):
+    """normal retags a unicast packet's own row in place; rx still counts the frame as received."""
+    from pathlib import Path
+
+    from ovs_oracle import read_capture
+    from softdpu.pipeline import Dpu
+
+    dpu = Dpu.load(Path(__file__).resolve().parent.parent / "pipelines" / "l2-switch.toml")
+    stats = dpu.run_pcaps(out_dir=tmp_path)
+    retagged = 0
+    for port, path in dpu.inputs():
+        frames = [f for _, f, _ in read_capture(path)]
+        row = stats.port(port.name)
+        assert (row["rx_packets"], row["rx_bytes"]) == (len(frames), sum(map(len, frames)))
+        retagged += sum(len(f) for f in frames)
+    assert retagged

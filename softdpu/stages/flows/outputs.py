@@ -15,7 +15,7 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TRACED, M_TS
+from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TRACED, M_TS, M_WIRE_LEN
 from softdpu.key import PACKET_WORDS
 from softdpu.stages.flows.commit import commit_row
 from softdpu.stages.l2 import TRUNK, carries, ingress_vlan, mac_learn, mac_lookup
@@ -173,7 +173,10 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
         key[i, 0] = nw0
         key[i, 1] = nw1
         if own and out >= 0:             # the only copy: retag the packet's own row
-            if commit_row(data, meta, i, key, orig, i, i) < 0:
+            wire = meta[i, M_WIRE_LEN]   # what was received (counted as rx), whatever leaves
+            ok = commit_row(data, meta, i, key, orig, i, i) >= 0
+            meta[i, M_WIRE_LEN] = wire
+            if not ok:
                 state[S_LOST_COMMIT] += 1
                 st = drops.COMMIT_FAILED
             else:
