@@ -267,6 +267,9 @@ class OvsDummy:
     start_seconds, stop_seconds, ports ({name: spec}), ofport ({name: N}).
     """
 
+    # ovs-vswitchd's dummy options (a subclass may change them: tests/ovs_tunnel_oracle.py)
+    VSWITCHD_OPTIONS = ("--enable-dummy=override", "--disable-system")
+
     def __init__(self, tmpdir, ports=None, bridge="br0", vlan_limit=0):
         self.dir = Path(tmpdir).resolve()
         self.bridge = bridge
@@ -396,7 +399,7 @@ class OvsDummy:
                   "set", "Open_vSwitch", ".", "other_config:flow-limit=0",
                   f"other_config:vlan-limit={self.vlan_limit}")
         self._spawn("ovs-vswitchd",
-                    ["ovs-vswitchd", f"unix:{self.db_sock}", "--enable-dummy=override", "--disable-system",
+                    ["ovs-vswitchd", f"unix:{self.db_sock}", *self.VSWITCHD_OPTIONS,
                      f"--unixctl={self.vs_ctl}"],
                     ready=lambda: unixctl(self.vs_ctl, "version", timeout=1) is not None)
         self.vsctl("add-br", self.bridge, "--", "set", "Bridge", self.bridge, "datapath_type=dummy",
