@@ -9,7 +9,7 @@ As VPP's vlib_buffer_t and OVS's dp_packet, turned into a struct of arrays:
   meta  int64[N, M_COLS]   per-packet metadata, one row per packet (the M_*
                            column indices below), so a kernel takes one array
   key   uint64[N, KEY_WORDS]  the parsed flow key (softdpu.key)
-  tx    int64[N * fanout, 2]  the output list: (row, port) pairs,
+  tx    int64[N * fanout, 4]  the output list: (row, port, tun_id, tun_src|tun_dst),
                            filled by the flow tables, drained by the ports
   orig  uint64[N + C, PACKET_WORDS]  the packet words of each row's key as its
                            bytes stand (the flow tables' commit scratch)
@@ -55,6 +55,8 @@ M_PARSE_ERR = 13  # softdpu.drops parse_* code of a malformed packet, 0 if well 
 M_ORIGIN = 14    # in a clone row: the packet row it is a modified copy of
 M_COLS = 16      # room for later columns without changing the stride much
 
+TX_COLS = 4      # tx entries: row, port, and the tunnel fields of the key at the output
+
 
 def slot_size(max_frame):
     """Bytes per slot for frames up to max_frame, rounded up to a cache line."""
@@ -79,7 +81,7 @@ class Batch:
         self.meta = np.zeros((rows, M_COLS), dtype=np.int64)
         self.orig = np.zeros((rows, PACKET_WORDS), dtype=np.uint64)
         self.key = np.zeros((size, KEY_WORDS), dtype=np.uint64)
-        self.tx = np.zeros((size * fanout, 2), dtype=np.int64)
+        self.tx = np.zeros((size * fanout, TX_COLS), dtype=np.int64)
         self.n = 0
         self.n_tx = 0
 

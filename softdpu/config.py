@@ -19,12 +19,15 @@ Loading checks everything: an unknown key, a missing key, a value of the
 wrong type or range, a duplicate port name or number, a missing file.
 Each error names the file, the line (found by reading the text) and the key.
 The schema is plain data: later port types add entries to PORT_TYPES.
+Tunnel ports (vxlan, geneve), the underlay's mac/mtu and [[neighbor]] tables
+are in config_tunnels.py.
 """
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from softdpu import config_tunnels
 from softdpu.batch import DEFAULT_MAX_FRAME, DEFAULT_SIZE
 from softdpu.errors import ConfigError
 
@@ -54,6 +57,8 @@ PORT_VLAN = {
 }
 PORT_TYPES = {
     "pcap": {"input": (str, "a capture file (pcap or pcapng), relative to the pipeline file")},
+    "vxlan": {},       # options: config_tunnels.TUNNEL_KEYS
+    "geneve": {},
 }
 
 
@@ -76,6 +81,7 @@ class PipelineConfig:
     mac_aging: int = 300
     mac_table_size: int = 8192
     ports: list = field(default_factory=list)
+    neighbors: dict = field(default_factory=dict)   # ip address -> MAC (int), [[neighbor]]
 
     def port(self, name):
         for p in self.ports:
@@ -163,7 +169,7 @@ def _unknown(path, loc_line, table, known, got):
 def _validate(path, doc, loc):
     base = path.parent
     _unknown(path, lambda k: _top_line(loc, k), "",
-             {"pipeline", "port"}, doc)
+             {"pipeline", "port", "neighbor"}, doc)
     pipe = doc.get("pipeline")
     if pipe is None:
         raise ConfigError(path, "pipeline", "missing [pipeline] table")
@@ -216,6 +222,8 @@ def _validate(path, doc, loc):
         if not isinstance(p, dict):
             raise ConfigError(path, f"port[{i}]", f"expected a [[port]] table, got {p!r}", _top_line(loc, "port"))
         cfg.ports.append(_port(path, base, i, p, loc, names, numbers))
+    config_tunnels.resolve_underlays(path, cfg.ports, lambda k, key: loc.line("port", k, key))
+    cfg.neighbors = config_tunnels.neighbours(path, doc, loc)
     return cfg
 
 
@@ -242,13 +250,19 @@ def _port(path, base, i, p, loc, names, numbers):
                           f"duplicate port number {ofport} (also port[{numbers[ofport]}])", line("ofport"))
     names[name], numbers[ofport] = i, i
     schema = PORT_TYPES[ptype]
-    known = {**PORT_COMMON, **PORT_VLAN, **schema}
+    tunnel = ptype in config_tunnels.TUNNEL_TYPES
+    extra = config_tunnels.TUNNEL_KEYS if tunnel else config_tunnels.UNDERLAY_KEYS
+    known = {**PORT_COMMON, **PORT_VLAN, **schema, **extra}
     for key in p:
         if key not in known:
             raise ConfigError(path, f"port[{i}].{key}",
                               f"unknown key for a {ptype} port; expected one of: {', '.join(sorted(known))}",
                               line(key))
     options = _vlan_options(path, i, p, line)
+    if tunnel:
+        options.update(config_tunnels.tunnel_options(path, i, p, line))
+    else:
+        options.update(config_tunnels.underlay_options(path, i, p, line))
     for key, (kind, expected) in schema.items():
         if key in p:
             options[key] = _check(path, line(key), f"port[{i}].{key}", p[key], kind, expected)

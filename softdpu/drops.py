@@ -34,6 +34,14 @@ REASONS = (
     ("tx_full", "no room left in the batch's tx list for a copy (raise the fanout)"),
     ("clone_full", "no clone row left for a modified copy (raise the fanout)"),
     ("commit_failed", "a rewrite could not be written into the packet (no headroom for a tag, or tags cut short)"),
+    # tunnels
+    ("tunnel_mtu", "encapsulated, the packet would exceed the underlay port's MTU"),
+    ("tunnel_no_neighbor", "no neighbour (MAC address) known for the remote VTEP"),
+    ("tunnel_no_remote", 'remote_ip = "flow" but the flow set no tun_dst'),
+    ("tunnel_bad_header", "malformed VXLAN/Geneve header (flags, version, protocol, length or options)"),
+    ("tunnel_bad_checksum", "outer IPv4 header or UDP checksum wrong on a tunnel packet"),
+    ("tunnel_critical_option", "Geneve option with the critical bit that softdpu does not know (RFC 8926)"),
+    ("tunnel_no_room", "no clone row or headroom left to encapsulate a copy"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -63,6 +71,13 @@ VLAN_REFUSED = CODE["vlan_refused"]
 TX_FULL = CODE["tx_full"]
 CLONE_FULL = CODE["clone_full"]
 COMMIT_FAILED = CODE["commit_failed"]
+TUNNEL_MTU = CODE["tunnel_mtu"]
+TUNNEL_NO_NEIGHBOR = CODE["tunnel_no_neighbor"]
+TUNNEL_NO_REMOTE = CODE["tunnel_no_remote"]
+TUNNEL_BAD_HEADER = CODE["tunnel_bad_header"]
+TUNNEL_BAD_CHECKSUM = CODE["tunnel_bad_checksum"]
+TUNNEL_CRITICAL_OPTION = CODE["tunnel_critical_option"]
+TUNNEL_NO_ROOM = CODE["tunnel_no_room"]
 
 
 def describe(code):

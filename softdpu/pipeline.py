@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from softdpu import config
+from softdpu.config_tunnels import TUNNEL_TYPES
 from softdpu.batch import M_TS, Batch
 from softdpu.errors import ConfigError
 from softdpu.ports.capture import open_capture
@@ -21,7 +22,9 @@ from softdpu.ports.copy_rows import copy_rows
 from softdpu.ports.pcap_write import PcapWriter
 from softdpu.stages.flows.actions import port_index_table
 from softdpu.stages.flows.stage import FlowTables
+from softdpu.stages.flows.outputs import S_CLONES
 from softdpu.stages.parse import Parse
+from softdpu.stages.tunnel.stage import Tunnels
 from softdpu.stats import Stats
 
 
@@ -36,11 +39,16 @@ class Dpu:
         fanout = self.flows.max_outputs
         # rows for modified copies: one per tx entry, at most 4096 (8 MB of 2 kB slots)
         clones = min(cfg.batch * fanout, max(4096, cfg.batch)) if self.flows.rewrites else 0
+        if any(p.type in TUNNEL_TYPES for p in cfg.ports):
+            # a copy to a tunnel that other outputs share is wrapped in a clone row
+            clones = max(clones, min(cfg.batch * fanout, max(4096, cfg.batch)))
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
+        self.tunnels = Tunnels(cfg.ports, cfg.neighbors, self.batch.data.shape[0])
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies
         self.stats.expired_flows = lambda: self.flows.expired
+        self.stats.extra_lines = self.tunnels.lines
         self.tracer = None        # a trace.Tracer marks packets and collects their records
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
@@ -55,11 +63,15 @@ class Dpu:
                              f"Dpu was sized for ({self.batch.size}, fanout {self.flows.max_outputs}); "
                              f"use dpu.batch")
         self.parse.run(batch)
+        if self.tunnels:
+            self.tunnels.decap(batch, self.config.drop_malformed)
         if self.tracer is not None:
             self.tracer.before_flows(batch)
         self.flows.run(batch)
         if self.tracer is not None:
             self.tracer.after_flows(batch)
+        if self.tunnels:
+            self.tunnels.encap(batch, int(self.flows.state[S_CLONES]))
         self.stats.add(batch, self.port_index)
 
     # -- pcap mode ---------------------------------------------------------
@@ -95,7 +107,8 @@ class Dpu:
                 readers.append(open_capture(path, port.ofport, warn=warn))
             nanosecond = any(r.nanosecond for r in readers)
             for p in self.ports:
-                writers[p.ofport] = PcapWriter(out_dir / f"{p.name}.pcap", nanosecond=nanosecond)
+                if p.type == "pcap":        # a tunnel port's packets leave by its underlay
+                    writers[p.ofport] = PcapWriter(out_dir / f"{p.name}.pcap", nanosecond=nanosecond)
             batches = _single(readers[0], self.batch) if len(readers) == 1 else _merged(readers, self.batch)
             for batch in batches:
                 self.process(batch)
@@ -110,7 +123,7 @@ class Dpu:
                 r.close()
             for w in writers.values():
                 w.close()
-        self.outputs = {p.name: out_dir / f"{p.name}.pcap" for p in self.ports}
+        self.outputs = {p.name: out_dir / f"{p.name}.pcap" for p in self.ports if p.type == "pcap"}
         return self.stats
 
 

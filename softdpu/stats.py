@@ -54,6 +54,7 @@ class Stats:
         self._sent = np.zeros(batch_size, np.int64)
         self.lost_copies = dict   # -> {reason: copies lost for want of room}; the Dpu sets it
         self.expired_flows = int  # -> flow rules removed by idle_timeout / hard_timeout; the Dpu sets it
+        self.extra_lines = list   # -> more summary lines (tunnel ports); the Dpu sets it
 
     def add(self, batch, port_index):
         self.left += account(batch.meta, batch.n, batch.tx, batch.n_tx, port_index,
@@ -101,4 +102,5 @@ class Stats:
             lines.append(f"flows expired {expired} (idle_timeout / hard_timeout, on the capture clock)")
         for name, v in self.malformed_counts().items():
             lines.append(f"  malformed {name:<17} {v:>10}  {drops.REASONS[drops.CODE[name]][1]}")
+        lines += self.extra_lines()
         return lines

@@ -112,7 +112,7 @@ class Tracer:
         for rec in records:
             by_row.setdefault(int(rec[0]), []).append(tuple(int(v) for v in rec[1:]))
         sent = {}
-        for row, port in batch.tx[: batch.n_tx]:
+        for row, port in batch.tx[: batch.n_tx, :2]:
             origin = int(batch.meta[row, M_ORIGIN]) if row >= batch.size else int(row)
             sent.setdefault(origin, []).append(int(port))
         for i, t in zip(self._rows, self._pending):

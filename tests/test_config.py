@@ -77,7 +77,7 @@ def test_invalid_toml_later_in_the_file(tmp_path):
 ], ids=["table", "key", "misspelt-array-of-tables"])
 def test_unknown_top_level_key(tmp_path, text, line, key):
     path, err = error_of(tmp_path, text)
-    check(err, path, line, key, "unknown key", "expected one of: pipeline, port")
+    check(err, path, line, key, "unknown key", "expected one of: neighbor, pipeline, port")
 
 
 def test_missing_pipeline_table(tmp_path):
@@ -215,7 +215,7 @@ def test_ofport_top_of_range_loads(tmp_path):
 
 def test_unknown_port_type(tmp_path):
     path, err = error_of(tmp_path, HEAD + PORT1.replace('"pcap"', '"pcapp"'))
-    check(err, path, 6, "port[0].type", "unknown port type 'pcapp'", "expected one of: pcap")
+    check(err, path, 6, "port[0].type", "unknown port type 'pcapp'", "expected one of: geneve, pcap, vxlan")
 
 
 def test_duplicate_port_name(tmp_path):
@@ -231,7 +231,7 @@ def test_duplicate_ofport(tmp_path):
 
 def test_unknown_key_for_a_pcap_port(tmp_path):
     path, err = error_of(tmp_path, HEAD + PORT1 + PORT2 + 'output = "x.pcap"\n')
-    check(err, path, 11, "port[1].output", "unknown key for a pcap port", "input, name, ofport", "type")
+    check(err, path, 11, "port[1].output", "unknown key for a pcap port", "input, mac, mtu, name, ofport", "type")
 
 
 def test_pcap_input_file_missing(tmp_path):

@@ -87,7 +87,7 @@ def write_all(path, records, snaplen=65535, nanosecond=False, max_frame=1600):
             b.clear()
             for j, (data, ts, wire, _) in enumerate(records[k: k + b.size]):
                 b.append(data, ts=ts, wire_len=wire)
-                b.tx[j] = (j, 1)
+                b.tx[j, :2] = (j, 1)
             b.n_tx = b.n
             w.write_tx(b, 1)
     return w
@@ -467,7 +467,7 @@ def test_writer_ports_order_timestamps_and_frames(tmp_path):
     b = Batch(size=4)
     for k, x in enumerate(d):
         b.append(x, ts=T0 * NS + k * 1000 + 999)    # µs output rounds down
-    b.tx[:6] = [(2, 1), (0, 2), (1, 1), (2, 1), (3, 3), (0, 1)]
+    b.tx[:6, :2] = [(2, 1), (0, 2), (1, 1), (2, 1), (3, 3), (0, 1)]
     b.n_tx = 6
     path = tmp_path / "w.pcap"
     with PcapWriter(path) as w:
@@ -494,7 +494,7 @@ def test_writer_flushes_big_outputs_and_rejects_bad_entries(tmp_path):
     frame = bytes(frames([1500])[0])
     for k in range(256):
         b.append(frame[:-1] + bytes([k]), ts=k)
-        b.tx[k] = (k, 1)
+        b.tx[k, :2] = (k, 1)
     b.n_tx = 256
     path = tmp_path / "big.pcap"
     with PcapWriter(path, buffer_size=0) as w:          # the 128 KiB minimum
@@ -505,7 +505,7 @@ def test_writer_flushes_big_outputs_and_rejects_bad_entries(tmp_path):
                                    for k, x in enumerate(got))
     need_tool("tshark")
     assert tshark_count(path) == 768
-    b.tx[5] = (9999, 1)
+    b.tx[5, :2] = (9999, 1)
     with PcapWriter(tmp_path / "bad.pcap") as w, pytest.raises(ValueError, match="tx entry 5"):
         w.write_tx(b, 1)
     assert w.packets == 5

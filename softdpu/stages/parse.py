@@ -401,34 +401,39 @@ def _flow_hash(key, r, flags):
 @njit(alloc=False)
 def parse_batch(data, meta, key, n, drop_malformed):
     """Parse rows 0..n-1 of a batch in place (see the module docstring)."""
-    slot = data.shape[1]
     for i in range(min(n, meta.shape[0])):
-        r = np.uint64(i)
-        if meta[r, M_DROP] != 0:
-            continue
-        for w in range(KEY_WORDS):
-            key[r, w] = 0
-        key[r, W_PORT_TYPE_VLAN] = np.uint64(meta[r, M_IN_PORT] & 0xFFFFFFFF) << U32
-        start = meta[r, M_START]
-        end = start + meta[r, M_LEN]
-        meta[r, M_L2] = start
-        meta[r, M_L3] = -1
-        meta[r, M_L4] = -1
-        meta[r, M_L5] = -1
-        meta[r, M_HASH] = 0
-        meta[r, M_PARSE_ERR] = 0
-        if start < 0 or end < start or end > slot:   # meta outside the slot: never read it
-            meta[r, M_L2] = -1
-            meta[r, M_FLAGS] = 0
-            meta[r, M_DROP] = PARSE_TRUNC_L2
-            continue
-        code, flags = _parse_frame(data, r, start, end, meta, key)
-        meta[r, M_FLAGS] = flags
-        meta[r, M_HASH] = _flow_hash(key, r, flags)
-        if code:
-            meta[r, M_PARSE_ERR] = code
-            if drop_malformed:
-                meta[r, M_DROP] = code
+        if meta[i, M_DROP] == 0:
+            parse_row(data, meta, key, i, drop_malformed)
+
+
+@njit(alloc=False, inline=True)
+def parse_row(data, meta, key, i, drop_malformed):
+    """Parse one row (its frame at meta M_START, M_LEN; in_port from M_IN_PORT)."""
+    slot = data.shape[1]
+    r = np.uint64(i)
+    for w in range(KEY_WORDS):
+        key[r, w] = 0
+    key[r, W_PORT_TYPE_VLAN] = np.uint64(meta[r, M_IN_PORT] & 0xFFFFFFFF) << U32
+    start = meta[r, M_START]
+    end = start + meta[r, M_LEN]
+    meta[r, M_L2] = start
+    meta[r, M_L3] = -1
+    meta[r, M_L4] = -1
+    meta[r, M_L5] = -1
+    meta[r, M_HASH] = 0
+    meta[r, M_PARSE_ERR] = 0
+    if start < 0 or end < start or end > slot:   # meta outside the slot: never read it
+        meta[r, M_L2] = -1
+        meta[r, M_FLAGS] = 0
+        meta[r, M_DROP] = PARSE_TRUNC_L2
+        return
+    code, flags = _parse_frame(data, r, start, end, meta, key)
+    meta[r, M_FLAGS] = flags
+    meta[r, M_HASH] = _flow_hash(key, r, flags)
+    if code:
+        meta[r, M_PARSE_ERR] = code
+        if drop_malformed:
+            meta[r, M_DROP] = code
 
 
 class Parse:

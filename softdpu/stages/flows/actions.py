@@ -22,7 +22,7 @@ lists them) with Open vSwitch's semantics:
 """
 import numpy as np
 
-from softdpu.key import U16, U32
+from softdpu.key import U16, U32, W_TUN_ADDRS, W_TUN_ID
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN, M_TRACED, M_TS
@@ -141,6 +141,8 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
             elif n_tx < cap:
                 tx[n_tx, 0] = i
                 tx[n_tx, 1] = port
+                tx[n_tx, 2] = np.int64(key[i, W_TUN_ID])
+                tx[n_tx, 3] = np.int64(key[i, W_TUN_ADDRS])
                 n_tx += 1
                 sent += 1
             else:
@@ -236,7 +238,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 if dirty:   # modified: a committed clone
                     st = emit(data, meta, key, orig, tx, i, port, clone_base, state)
                 else:       # unmodified: the packet's own row
-                    st = push_tx(tx, state, i, port)
+                    st = push_tx(tx, state, i, port, key, i)
                 if st == 1:
                     sent += 1
                 else:

@@ -16,7 +16,7 @@ import numpy as np
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TRACED, M_TS, M_WIRE_LEN
-from softdpu.key import PACKET_WORDS
+from softdpu.key import PACKET_WORDS, W_TUN_ADDRS, W_TUN_ID
 from softdpu.stages.flows.commit import commit_row
 from softdpu.stages.l2 import TRUNK, carries, ingress_vlan, mac_learn, mac_lookup
 from softdpu.stages.flows.trace_records import (N_FLOOD, N_KNOWN, N_LEARNED, N_RESERVED, N_VLAN_REFUSED,
@@ -49,14 +49,18 @@ def _same(key, orig, i, row):
 
 
 @njit(alloc=False, inline=True)
-def push_tx(tx, state, row, port):
-    """Append (row, port) to the tx list.  -> 1, or the counted drop code TX_FULL."""
+def push_tx(tx, state, row, port, key, i):
+    """Append (row, port, tun_id, tun_src|tun_dst) to the tx list, the tunnel fields as packet i's
+    key has them now (a tunnel port with key/remote_ip "flow" uses them).  -> 1, or the counted
+    drop code TX_FULL."""
     n = state[S_NTX]
     if n >= tx.shape[0]:
         state[S_LOST_TX] += 1
         return drops.TX_FULL
     tx[n, 0] = row
     tx[n, 1] = port
+    tx[n, 2] = np.int64(key[i, W_TUN_ID])
+    tx[n, 3] = np.int64(key[i, W_TUN_ADDRS])
     state[S_NTX] = n + 1
     return 1
 
@@ -99,7 +103,7 @@ def emit(data, meta, key, orig, tx, i, port, clone_base, state):
             state[S_CLONES] += 1
             state[S_LAST] = c
             row = c
-    return push_tx(tx, state, row, port)
+    return push_tx(tx, state, row, port, key, i)
 
 
 @njit(alloc=False)
@@ -159,7 +163,7 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
         nw0 = (w0 & ~np.uint64(0xFFFF)) | np.uint64(t)
         nw1 = w1 & ~np.uint64(0xFFFF) if t == 0 else w1   # no outer tag: OVS's stack ends there
         if not dirty and nw0 == w0 and nw1 == w1:           # the packet as it is: no copy
-            st = push_tx(tx, state, i, p)
+            st = push_tx(tx, state, i, p, key, i)
             if st == 1:
                 sent += 1
             else:
@@ -180,7 +184,7 @@ def normal(data, meta, key, orig, tx, i, clone_base, state, portinfo, trunks, ma
                 state[S_LOST_COMMIT] += 1
                 st = drops.COMMIT_FAILED
             else:
-                st = push_tx(tx, state, i, p)
+                st = push_tx(tx, state, i, p, key, i)
         else:
             st = emit(data, meta, key, orig, tx, i, p, clone_base, state)
         if st == 1:
