@@ -17,7 +17,8 @@
     key = 5000                       # the VNI, or "flow" (set_field:...->tun_id); default 0
     dst_port = 4789                  # default 4789 (vxlan) / 6081 (geneve)
     ttl = 64                         # outer TTL / hop limit
-    tos = 0                          # outer TOS, or "inherit" (the inner IP packet's)
+    tos = 0                          # outer DSCP as a TOS byte (multiple of 4), or "inherit";
+                                     # the ECN bits always follow the inner packet (RFC 6040)
     df_default = true                # set DF in the outer IPv4 header (OVS's default)
     csum = false                     # outer UDP checksum; default false over IPv4, true over IPv6
 
@@ -61,7 +62,12 @@ def _key(v):
 
 
 def _tos(v):
-    return "inherit" if v == "inherit" else _int_in(0, 255)(v)
+    if v == "inherit":
+        return v
+    v = _int_in(0, 255)(v)
+    if v & 3:
+        raise ValueError      # ECN bits: OVS refuses them too
+    return v
 
 
 def _bool(v):
@@ -90,7 +96,8 @@ TUNNEL_KEYS = {
     "key": (_key, 'the VNI, 0..16777215, or "flow" (set_field:...->tun_id)'),
     "dst_port": (_int_in(1, 65535), "the UDP destination port, 1..65535"),
     "ttl": (_int_in(1, 255), "the outer TTL / hop limit, 1..255"),
-    "tos": (_tos, 'the outer TOS byte, 0..255, or "inherit"'),
+    "tos": (_tos, 'the outer TOS byte, a DSCP value 0..252 in steps of 4 (ECN follows the inner packet), '
+                  'or "inherit"'),
     "df_default": (_bool, "true or false: DF in the outer IPv4 header"),
     "csum": (_bool, "true or false: compute the outer UDP checksum"),
 }

@@ -42,6 +42,7 @@ REASONS = (
     ("tunnel_bad_checksum", "outer IPv4 header or UDP checksum wrong on a tunnel packet"),
     ("tunnel_critical_option", "Geneve option with the critical bit that softdpu does not know (RFC 8926)"),
     ("tunnel_no_room", "no clone row or headroom left to encapsulate a copy"),
+    ("tunnel_ecn", "outer header marked CE (congestion) but the inner packet is not ECN-capable (RFC 6040)"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -78,6 +79,7 @@ TUNNEL_BAD_HEADER = CODE["tunnel_bad_header"]
 TUNNEL_BAD_CHECKSUM = CODE["tunnel_bad_checksum"]
 TUNNEL_CRITICAL_OPTION = CODE["tunnel_critical_option"]
 TUNNEL_NO_ROOM = CODE["tunnel_no_room"]
+TUNNEL_ECN = CODE["tunnel_ecn"]
 
 
 def describe(code):

@@ -16,7 +16,9 @@ options or an inner frame that do not fit; tunnel_critical_option for a
 Geneve option with the critical bit (softdpu knows no options yet).  Then the
 row's frame becomes the inner Ethernet frame (M_START, M_LEN moved; no copy),
 the row is parsed again with in_port = the tunnel port, and the key's tun_id
-(the VNI), tun_src and tun_dst (IPv4 outer addresses) are set.  meta
+(the VNI), tun_src and tun_dst (IPv4 outer addresses) are set.  An outer CE
+mark is carried to an ECN-capable inner IP packet; a not-ECN-capable one is
+dropped (tunnel_ecn), as RFC 6040 4.2, Linux and Open vSwitch do.  meta
 M_IN_PORT stays the underlay port: port counters count what arrived on the
 wire; the tunnel's own counters count the inner frames.
 """
@@ -30,8 +32,8 @@ from softdpu.headers import geneve
 from softdpu.headers import ipv4 as ip4
 from softdpu.headers import ipv6 as ip6
 from softdpu.headers import udp
-from softdpu.headers.bytes import be16, be32, be64, u8
-from softdpu.key import W_TUN_ADDRS, W_TUN_ID
+from softdpu.headers.bytes import be16, be32, be64, put16, u8
+from softdpu.key import W_DST_PROTO_TOS, W_TUN_ADDRS, W_TUN_ID
 from softdpu.stages.parse import F_FRAG, F_IPV4, F_IPV6, F_UDP, parse_row
 from softdpu.stages.tunnel.encap import C_RX_BYTES, C_RX_DROPPED, C_RX_PACKETS
 from softdpu.stages.tunnel.table import (KIND_VXLAN, T_DST_PORT, T_FAMILY, T_KEY, T_KEY_FLOW, T_KIND,
@@ -69,6 +71,29 @@ def _udp_ok(data, r, family, l3, l4, udp_len):
     else:
         acc = ip6.pseudo_sum(data, r, l3 + ip6.OFF_SRC, l3 + ip6.OFF_DST, ip4.PROTO_UDP, udp_len)
     return ip4.fold(ip4.ones_sum(data, r, l4, udp_len, acc)) == 0xFFFF
+
+
+@njit(alloc=False)
+def _mark_ce(data, meta, key, i):
+    """The outer header said CE (congestion): mark the inner IP packet CE too (RFC 6040 4.2).
+    -> False when the inner packet is IP but not ECN-capable: it must be dropped."""
+    flags = meta[i, M_FLAGS]
+    l3 = meta[i, M_L3]
+    if l3 < 0 or not (flags & (F_IPV4 | F_IPV6)):
+        return True                                  # not IP: no ECN field to mark
+    tos = np.int64((key[i, W_DST_PROTO_TOS]) & np.uint64(0xFF))
+    if tos & 3 == 0:
+        return False
+    if tos & 3 == 3:
+        return True
+    if flags & F_IPV4:
+        old = be16(data, i, l3)
+        put16(data, i, l3, old | 3)
+        put16(data, i, l3 + ip4.OFF_CSUM, ip4.csum_replace16(be16(data, i, l3 + ip4.OFF_CSUM), old, old | 3))
+    else:
+        put16(data, i, l3, be16(data, i, l3) | 0x0030)
+    key[i, W_DST_PROTO_TOS] |= np.uint64(3)
+    return True
 
 
 @njit(alloc=False)
@@ -145,10 +170,18 @@ def decap_batch(data, meta, key, n, underlay, tun, n_tun, drop_malformed, counte
         counters[t, C_RX_BYTES] += payload_end - inner
         meta[i, M_START] = inner
         meta[i, M_LEN] = payload_end - inner
+        if family == 4:
+            outer_ecn = u8(data, i, l3 + 1) & 3
+        else:
+            outer_ecn = (be16(data, i, l3) >> 4) & 3
         arrived = meta[i, M_IN_PORT]
         meta[i, M_IN_PORT] = tun[t, T_OFPORT]        # the inner frame's in_port, in its key
         parse_row(data, meta, key, i, drop_malformed)
         meta[i, M_IN_PORT] = arrived                 # port counters count what the wire brought
+        if outer_ecn == 3 and not _mark_ce(data, meta, key, i):
+            meta[i, M_DROP] = drops.TUNNEL_ECN
+            counters[t, C_RX_DROPPED] += 1
+            continue
         key[i, W_TUN_ID] = np.uint64(vni)
         if family == 4:
             key[i, W_TUN_ADDRS] = (np.uint64(slo) << np.uint64(32)) | np.uint64(dlo)

@@ -4,7 +4,9 @@ For each tx entry to a tunnel port, the outer headers are written into the
 slot's headroom in front of the inner frame (no copy of the payload):
 
     Ethernet  dst = the remote VTEP's neighbour MAC, src = the underlay port's mac
-    IPv4      TOS (or the inner packet's: "inherit"), ID 0, DF per df_default, TTL,
+    IPv4      TOS: the DSCP of `tos` (or the inner packet's: "inherit") and the inner
+              packet's ECN, CE sent as ECT(0) (RFC 6040 normal mode, as Open vSwitch
+              and Linux); ID 0, DF per df_default, TTL,
               protocol 17, header checksum          | IPv6: traffic class, label 0,
                                                      | next header 17, hop limit
     UDP       source port 49152 + (inner flow hash mod 16384) (RFC 7348 5.),
@@ -101,9 +103,11 @@ def encap_row(data, meta, r, tun, t, key_flow, addrs_flow, neigh, n_neigh):
     if mac < 0:
         return drops.TUNNEL_NO_NEIGHBOR
     vni = (key_flow if tun[t, T_KEY_FLOW] else tun[t, T_KEY]) & 0xFFFFFF
-    tos = tun[t, T_TOS]
-    if tos == TOS_INHERIT:
-        tos = _inner_tos(data, r, inner, length)
+    inner_tos = _inner_tos(data, r, inner, length)
+    ecn = inner_tos & 3
+    if ecn == 3:
+        ecn = 2                                   # CE leaves as ECT(0): RFC 6040 4.1
+    tos = ((inner_tos if tun[t, T_TOS] == TOS_INHERIT else tun[t, T_TOS]) & 0xFC) | ecn
     s = inner - overhead
     # Ethernet
     put48(data, r, s, mac)
