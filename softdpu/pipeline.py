@@ -72,6 +72,8 @@ class Dpu:
             self.tracer.after_flows(batch)
         if self.tunnels:
             self.tunnels.encap(batch, int(self.flows.state[S_CLONES]))
+            if self.tracer is not None:
+                self.tracer.after_encap(batch)
         self.stats.add(batch, self.port_index)
 
     # -- pcap mode ---------------------------------------------------------

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from softdpu import drops
-from softdpu.batch import M_DROP, M_IN_PORT, M_L4, M_LEN, M_ORIGIN, M_PARSE_ERR, M_START, M_TRACED, M_TS
+from softdpu.batch import (M_DROP, M_IN_PORT, M_L4, M_LEN, M_ORIGIN, M_PARSE_ERR, M_START, M_TRACED, M_TS,
+                           M_WIRE_LEN)
 from softdpu.dump_flows import _shown, format_match
 from softdpu.key import FIELDS, KEY_WORDS
 from softdpu.stages.flows import trace_records as tr
@@ -70,6 +71,8 @@ class PacketTrace:
     first_fragment_ports: tuple = None  # shown in the flow (the key holds 0s, as OVS looks them up)
     nd: str = ""                 # ",nd_target=...,nd_sll=...,nd_tll=..." of a neighbour solicitation/advert
     sent: list = field(default_factory=list)    # ofports its copies really went to, in tx order
+    decap: str = ""              # how a tunnel port took it off its underlay, if it did
+    wire: list = None            # after encapsulation: [(ofport, bytes, outer header text or "")]
 
 
 class Tracer:
@@ -82,6 +85,11 @@ class Tracer:
         self.traces = []
         self._pending = []
         self._names = {p.ofport: p.name for p in dpu.ports}
+        self._vteps = {}          # underlay ofport -> {(local_ip, dst_port)} its tunnels send from
+        by_name = {p.name: p for p in dpu.ports}
+        for p in dpu.tunnels.table.ports:
+            under = by_name[p.options["underlay"]].ofport
+            self._vteps.setdefault(under, set()).add((p.options["local_ip"], p.options["dst_port"]))
 
     @property
     def done(self):
@@ -98,13 +106,40 @@ class Tracer:
         m = batch.meta
         self._pending = [PacketTrace(int(numbers[i]), int(m[i, M_IN_PORT]),
                                      self._names.get(int(m[i, M_IN_PORT]), "?"), int(m[i, M_TS]),
-                                     int(m[i, M_LEN]), batch.key[i].copy(), int(m[i, M_PARSE_ERR]))
+                                     int(m[i, M_WIRE_LEN]), batch.key[i].copy(), int(m[i, M_PARSE_ERR]))
                          for i in rows]
         for i, t in zip(rows, self._pending):
+            t.decap = self._decap_text(batch, i)
             t.first_fragment_ports = _first_fragment_ports(batch, i)
             t.nd = _nd_text(batch, i)
         self._rows = rows
         self._dropped_before = {int(i): int(m[i, M_DROP]) for i in rows}
+
+    def _decap_text(self, batch, i):
+        key = batch.key[i]
+        port = _get(key, "in_port")
+        if port == int(batch.meta[i, M_IN_PORT]) or batch.meta[i, M_DROP]:
+            return ""
+        tun = {p.ofport: p for p in self.dpu.tunnels.table.ports}.get(port)
+        if tun is None:
+            return ""
+        src, dst = (_field_value(n, _get(key, n)) for n in ("tun_src", "tun_dst"))
+        peer = f" from {src} to {dst}" if _get(key, "tun_dst") else ""
+        return (f"Decapsulated by {tun.name} ({tun.type}, in_port={port}): VNI {_get(key, 'tun_id')}{peer}, "
+                f"a {int(batch.meta[i, M_LEN])}-byte inner frame")
+
+    def after_encap(self, batch):
+        """After the tunnel stage: where each traced packet's copies really left, and how wrapped."""
+        wire = {}
+        for row, port in batch.tx[: batch.n_tx, :2]:
+            origin = int(batch.meta[row, M_ORIGIN]) if row >= batch.size else int(row)
+            wire.setdefault(origin, []).append((int(port), int(batch.meta[row, M_LEN]),
+                                                _outer_text(batch, row, self._vteps.get(int(port), ()))))
+        for i, t in zip(self._rows_done, self._done):
+            t.wire = wire.get(int(i), [])
+            if not t.drop:
+                t.drop = int(batch.meta[i, M_DROP])
+        self._done = []
 
     def after_flows(self, batch):
         records, lost = self.dpu.flows.take_trace()
@@ -127,7 +162,31 @@ class Tracer:
                 _put_ports(t.final_key, ports)
             self.traces.append(t)
         batch.meta[self._rows, M_TRACED] = 0
+        self._rows_done, self._done = self._rows, self._pending
         self._pending = []
+
+
+def _outer_text(batch, row, vteps):
+    """A tunnel packet's outer headers in a few words, when it leaves from one of our VTEPs
+    {(local_ip, dst_port)} ("" for any other frame)."""
+    m = batch.meta[row]
+    b = batch.data[row, m[M_START]: m[M_START] + m[M_LEN]].tobytes()
+    if len(b) < 14 + 20 + 16:
+        return ""
+    etype = int.from_bytes(b[12:14], "big")
+    if etype == 0x0800 and b[23] == 17:
+        src, dst, l4 = ipaddress.IPv4Address(b[26:30]), ipaddress.IPv4Address(b[30:34]), 14 + (b[14] & 15) * 4
+    elif etype == 0x86DD and len(b) >= 14 + 40 + 16 and b[20] == 17:
+        src, dst, l4 = ipaddress.IPv6Address(b[22:38]), ipaddress.IPv6Address(b[38:54]), 54
+    else:
+        return ""
+    sport, dport = int.from_bytes(b[l4:l4 + 2], "big"), int.from_bytes(b[l4 + 2:l4 + 4], "big")
+    if (src, dport) not in vteps:
+        return ""
+    h = l4 + 8
+    kind = "geneve" if b[h + 2:h + 4] == b"\x65\x58" else "vxlan"
+    vni = int.from_bytes(b[h + 4:h + 7], "big")
+    return f"{kind} VNI {vni} from {src} to {dst}, UDP {sport} -> {dport}"
 
 
 def _first_fragment_ports(batch, i):
@@ -450,7 +509,7 @@ def explain(trace, program, names, bridge="softdpu"):
     if trace.first_fragment_ports is not None:
         _put_ports(shown, trace.first_fragment_ports)
     flow = flow_text(shown) + trace.nd
-    lines = [head, f"Flow: {flow}"]
+    lines = [head] + ([trace.decap] if trace.decap else []) + [f"Flow: {flow}"]
     doc = {"packet": trace.number, "in_port": trace.in_port, "port": names.get(trace.in_port),
            "ts_ns": trace.ts_ns, "length": trace.length, "flow": flow}
     if trace.parse_error:
@@ -474,7 +533,24 @@ def explain(trace, program, names, bridge="softdpu"):
                outputs=[{"ofport": p, "port": names.get(p)} for p in r.outputs])
     if r.outputs != trace.sent:     # cannot happen: the records come from the forwarding kernels
         lines.append(f"(internal error: the trace shows outputs {r.outputs} but the packet went to {trace.sent})")
-    if r.outputs:
+    if trace.wire is not None:                      # the tunnel stage ran after the flow tables
+        wrapped = [w for w in trace.wire if w[2]]
+        for port, size, outer in wrapped:
+            lines.append(f"Encapsulated: {outer}; out of {names.get(port, port)} (port {port}), {size} bytes")
+        doc["wire"] = [{"ofport": p, "port": names.get(p), "bytes": n, "outer": o or None}
+                       for p, n, o in trace.wire]
+        if r.outputs and not trace.wire:
+            name, why = drops.describe(trace.drop or drops.TUNNEL_NO_ROOM)
+            lines.append(f"Result: dropped: {name} ({why})")
+            doc["drop"] = {"reason": name, "description": why}
+        elif r.outputs:
+            lines.append("Result: sent to " + ", ".join(names.get(p, f"port {p}") for p, _, _ in trace.wire)
+                         + (f" ({len(r.outputs) - len(trace.wire)} copies not sent: see the tunnel counters)"
+                            if len(trace.wire) < len(r.outputs) else ""))
+            doc["drop"] = None
+    if "drop" in doc:
+        pass
+    elif r.outputs:
         lines.append("Result: sent to " + ", ".join(names.get(p, f"port {p}") for p in r.outputs))
         doc["drop"] = None
     else:

@@ -30,6 +30,8 @@ def test_pipeline_matches_golden(pipeline, tmp_path, update_golden):
     assert stats.rx == stats.left + stats.dropped
     golden = GOLDEN / pipeline.stem
     for port in dpu.ports:
+        if port.type != "pcap":          # tunnel ports: their packets leave by their underlay
+            continue
         out = tmp_path / f"{port.name}.pcap"
         want = golden / f"{port.name}.pcap"
         if update_golden:

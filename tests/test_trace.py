@@ -42,6 +42,8 @@ def test_trace_tells_what_the_packets_did(pipeline, tmp_path):
     plain = Dpu.load(pipeline)
     plain.run_pcaps(out_dir=tmp_path / "plain")
     for p in dpu.ports:                                   # tracing changes nothing that leaves
+        if p.type != "pcap":
+            continue
         assert (tmp_path / "traced" / f"{p.name}.pcap").read_bytes() == \
                (tmp_path / "plain" / f"{p.name}.pcap").read_bytes()
     for t, (lines, doc) in zip(tracer.traces, explained):
@@ -83,6 +85,8 @@ def _datapath(text, ofports):
 def test_trace_agrees_with_ovs_ofproto_trace(pipeline, tmp_path):
     require_ovs()
     cfg = config.load(pipeline)
+    if any(port.type != "pcap" for port in cfg.ports):
+        pytest.skip("tunnel ports: compared with OVS's tunnels in tests/test_tunnel_ovs.py")
     dpu, explained, tracer = traced_run(pipeline, tmp_path)
     packets = injectable(cfg, merge_captures([(p.name, path) for p, path in dpu.inputs()]))
     assert len(packets) == len(explained)   # the examples have no frame softdpu drops before the flows
@@ -301,3 +305,20 @@ def test_resubmit_chains_agree_with_ovs(name, tmp_path):
         if "translation depth" not in theirs and "resubmit" not in theirs.split("Datapath")[-1]:
             assert _datapath(ours, {1, 2, 3}) == _datapath(theirs, {1, 2, 3}), where
         run_case(ovs, tmp_path / "case", flows, [("p1", frame)], ports={"p1": 1, "p2": 2, "p3": 3})
+
+
+# -- tunnels: decapsulation and encapsulation in the trace -------------------------------
+
+def test_trace_shows_decapsulation_and_encapsulation(capsys):
+    overlay = str(ROOT / "pipelines" / "vxlan-overlay.toml")
+    assert cli.main(["trace", overlay, "--packet", "7-8", "--packet", "10"]) == 0
+    out = capsys.readouterr().out
+    enc, dec, big = out.split("\n\nPacket ")
+    assert "-> output to vxflow (port 11)" in enc
+    assert "Encapsulated: vxlan VNI 6000 from 192.0.2.1 to 192.0.2.3, UDP " in enc
+    assert "; out of uplink (port 2), 112 bytes" in enc and "Result: sent to uplink" in enc
+    assert dec.startswith("8: 112 bytes on uplink (in_port=2)")
+    assert "Decapsulated by vxflow (vxlan, in_port=11): VNI 6000 from 192.0.2.3 to 192.0.2.1, a 62-byte" in dec
+    assert "Flow: udp,tun_id=0x1770,tun_src=192.0.2.3,tun_dst=192.0.2.1,in_port=11," in dec
+    assert "Encapsulated" not in dec and "Result: sent to p1" in dec
+    assert "Result: dropped: tunnel_mtu" in big
