@@ -4,8 +4,8 @@ After the parser, a packet that came in on a port carrying tunnels, is
 IPv4/IPv6 (not a fragment) UDP to a local VTEP address, and whose UDP
 destination port is a tunnel's dst_port, is matched to a tunnel port as Open
 vSwitch does: its type, underlay, local_ip and dst_port, then remote_ip (the
-outer source, or "flow" for any) and key (the VNI, or "flow" for any), the
-port with a fixed remote_ip and a fixed key first.  A packet no tunnel port
+outer source, or "flow" for any) and key (the VNI, or "flow" for any), as
+OVS's tnl_find: a port with a fixed key first, then one with a fixed remote_ip.  A packet no tunnel port
 takes stays what it is: an ordinary UDP packet of the underlay port.
 
 Taken packets are checked (a bad one is dropped, counted per reason):
@@ -43,7 +43,8 @@ from softdpu.stages.tunnel.table import (KIND_VXLAN, T_DST_PORT, T_FAMILY, T_KEY
 
 @njit(alloc=False)
 def _find_tunnel(tun, n_tun, in_port, family, dhi, dlo, shi, slo, dport, vni):
-    """The tunnel row that takes this packet, or -1: fixed remote and key first, as OVS."""
+    """The tunnel row that takes this packet, or -1: as OVS's tnl_find, a fixed key first, then
+    a fixed remote (fixed key and remote, fixed key, fixed remote, neither)."""
     best, rank = -1, -1
     for t in range(n_tun):
         if (tun[t, T_UNDERLAY] != in_port or tun[t, T_FAMILY] != family or tun[t, T_DST_PORT] != dport
@@ -53,7 +54,7 @@ def _find_tunnel(tun, n_tun, in_port, family, dhi, dlo, shi, slo, dport, vni):
             continue
         if not tun[t, T_KEY_FLOW] and tun[t, T_KEY] != vni:
             continue
-        k = (0 if tun[t, T_REMOTE_FLOW] else 2) + (0 if tun[t, T_KEY_FLOW] else 1)
+        k = (0 if tun[t, T_KEY_FLOW] else 2) + (0 if tun[t, T_REMOTE_FLOW] else 1)
         if k > rank:
             best, rank = t, k
     return best
