@@ -35,6 +35,8 @@ Word layout (bit 63 is the most significant):
   w22  tun_src:32 | tun_dst:32
   w23  ct_state:16 | ct_zone:16 | ct_mark:32
   w24-25 ct_label:128
+  w26-29 tun_metadata0..3: the data of Geneve options mapped to them ([[geneve_option]]),
+         right-aligned (an option of 4 bytes is the low 32 bits)
 """
 from typing import NamedTuple
 
@@ -69,6 +71,7 @@ _LAYOUT = [
     ("tun_id", 21, 0, 64), ("tun_src", 22, 32, 32), ("tun_dst", 22, 0, 32),
     ("ct_state", 23, 48, 16), ("ct_zone", 23, 32, 16), ("ct_mark", 23, 0, 32),
     ("ct_label_hi", 24, 0, 64), ("ct_label_lo", 25, 0, 64),
+    *[(f"tun_metadata{n}", 26 + n, 0, 64) for n in range(4)],
 ]
 
 FIELDS = {name: Field(name, w, s, b) for name, w, s, b in _LAYOUT}
@@ -92,6 +95,8 @@ W_TUN_ID = 21
 W_TUN_ADDRS = 22
 W_CT = 23
 W_CT_LABEL = 24
+W_TUN_METADATA = 26
+N_TUN_METADATA = 4
 
 # uint64 shift amounts for kernels: numba promotes uint64 op int64 to float64
 U8, U16, U32, U48 = (np.uint64(n) for n in (8, 16, 32, 48))

@@ -245,7 +245,7 @@ def members_of(key):
     m = {"in_port": full("in_port"), "vlan_tci": full("vlan_tci"), "dl_src": full("dl_src"),
          "dl_dst": full("dl_dst"), "dl_type": full("dl_type")}
     for name in [f"reg{r}" for r in range(16)] + ["metadata", "tun_id", "tun_src", "tun_dst", "ct_state",
-                                                  "ct_zone", "ct_mark"]:
+                                                  "ct_zone", "ct_mark"] + [f"tun_metadata{n}" for n in range(4)]:
         if g(name):
             m[name] = full(name)
     t = g("dl_type")

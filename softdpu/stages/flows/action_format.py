@@ -55,6 +55,7 @@ NXM_NAME = {
     "metadata": "OXM_OF_METADATA", "tun_id": "NXM_NX_TUN_ID", "tun_src": "NXM_NX_TUN_IPV4_SRC",
     "tun_dst": "NXM_NX_TUN_IPV4_DST", "ct_state": "NXM_NX_CT_STATE", "ct_zone": "NXM_NX_CT_ZONE",
     "ct_mark": "NXM_NX_CT_MARK", "ct_label": "NXM_NX_CT_LABEL",
+    **{f"tun_metadata{n}": f"NXM_NX_TUN_METADATA{n}" for n in range(4)},
     **{f"reg{n}": f"NXM_NX_REG{n}" for n in range(16)},
     **{f"xreg{n}": f"OXM_OF_PKT_REG{n}" for n in range(8)},
     **{f"xxreg{n}": f"NXM_NX_XXREG{n}" for n in range(4)},

@@ -69,6 +69,7 @@ MEMBERS = {
     "tcp_flags": 12, "arp_sha": 48, "arp_tha": 48,
     "ct_state": 8, "ct_zone": 16, "ct_mark": 32, "ct_label": 128,
     "tun_id": 64, "tun_src": 32, "tun_dst": 32, "metadata": 64,
+    **{f"tun_metadata{i}": 64 for i in range(4)},
     **{f"reg{i}": 32 for i in range(16)},
 }
 
@@ -268,6 +269,7 @@ FIELDS = {
     "tun_id": _spec("tun_id", _bitwise("tun_id")),
     "tun_src": _spec("tun_src", _addr("tun_src", values.ipv4)),
     "tun_dst": _spec("tun_dst", _addr("tun_dst", values.ipv4)),
+    **{f"tun_metadata{i}": _spec(f"tun_metadata{i}", _bitwise(f"tun_metadata{i}")) for i in range(4)},
     "metadata": _spec("metadata", _bitwise("metadata")),
     **{f"reg{i}": _spec(f"reg{i}", _bitwise(f"reg{i}")) for i in range(16)},
     **{f"xreg{i}": _spec(f"reg{2 * i}", _wide(regs), wide=regs)
@@ -290,7 +292,7 @@ NOT_YET = {
     "dp_hash", "recirc_id", "packet_type", "conj_id", "eth", "tun_ipv6_src", "tun_ipv6_dst",
     "tun_flags", "tun_ttl", "tun_tos", "tun_gbp_id", "tun_gbp_flags", "tun_erspan_idx",
     "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid", "tun_gtpu_flags", "tun_gtpu_msgtype",
-    *[f"tun_metadata{i}" for i in range(64)], "actset_output", "skb_priority", "pkt_mark",
+    *[f"tun_metadata{i}" for i in range(4, 64)], "actset_output", "skb_priority", "pkt_mark",
     "ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_ipv6_src", "ct_ipv6_dst", "ct_tp_src", "ct_tp_dst",
     "mpls_label", "mpls_tc", "mpls_bos", "mpls_ttl", "nd_target", "nd_sll", "nd_tll", "nd_reserved",
     "nd_options_type", "nsh_flags", "nsh_mdtype", "nsh_np", "nsh_spi", "nsp", "nsh_si", "nsi",
