@@ -10,7 +10,10 @@ takes stays what it is: an ordinary UDP packet of the underlay port.
 
 Taken packets are checked (a bad one is dropped, counted per reason):
 tunnel_bad_checksum when the outer IPv4 header checksum or a non-zero UDP
-checksum is wrong; tunnel_bad_header for a VXLAN header without the I flag,
+checksum is wrong; tunnel_bad_header for a VXLAN header whose first word is
+not 0x08000000 (the I flag alone) or, as OVS also takes it, 0x0C000003
+(VXLAN-GPE: I and P flags, next protocol Ethernet), or whose byte after the VNI
+is not 0 (OVS; Linux takes only the first form),
 a Geneve header of another version or protocol than 0x6558 (Ethernet), or
 options or an inner frame that do not fit; tunnel_critical_option for a
 Geneve option with the critical bit (softdpu knows no options yet).  Then the
@@ -139,7 +142,8 @@ def decap_batch(data, meta, key, n, underlay, tun, n_tun, drop_malformed, counte
             code = drops.TUNNEL_BAD_CHECKSUM
         inner = h + 8
         if code == 0 and tun[t, T_KIND] == KIND_VXLAN:
-            if not (u8(data, i, h) & 0x08):
+            w = be32(data, i, h)
+            if (w != 0x08000000 and w != 0x0C000003) or u8(data, i, h + 7) != 0:   # as OVS
                 code = drops.TUNNEL_BAD_HEADER
         elif code == 0:
             b0 = u8(data, i, h)
