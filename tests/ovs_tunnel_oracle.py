@@ -96,8 +96,11 @@ lib/netdev-vport.c; each point checked by tests/test_ovs_tunnel_oracle.py):
              not turn it off); a computed 0 is sent as 0xffff.
   VXLAN      8 bytes: flags word 0x08000000 (I flag only), VNI << 8 (reserved low byte
              0).  VNI = options:key (or out_key), or tun_id from the flows with key=flow.
-             Receive accepts exactly flags 0x08000000 with a zero reserved byte; any
-             other flags or reserved bits: dropped.
+             Receive accepts a first word of exactly 0x08000000 and a zero reserved
+             byte after the VNI; any other flags or reserved bits: dropped -- except
+             0x0C000003 (VXLAN-GPE: I+P flags, next protocol 3 = Ethernet, scapy's
+             default VXLAN()/Ether()), which a plain vxlan port also takes (tested in
+             tests/test_tunnel_ovs.py; Linux without `gpe` drops it).
   Geneve     8 bytes + options: byte 0 = version 0 | opt_len (options length / 4),
              byte 1 = O bit (0x80, only when the flow's tun_flags has +oam) | C bit
              (0x40, set when an option's type has its critical bit 0x80), protocol 0x6558,
