@@ -82,6 +82,7 @@ class PipelineConfig:
     mac_table_size: int = 8192
     ports: list = field(default_factory=list)
     neighbors: dict = field(default_factory=dict)   # ip address -> MAC (int), [[neighbor]]
+    geneve_options: list = field(default_factory=list)  # [(class, type, len, tun_metadata n)]
 
     def port(self, name):
         for p in self.ports:
@@ -169,7 +170,7 @@ def _unknown(path, loc_line, table, known, got):
 def _validate(path, doc, loc):
     base = path.parent
     _unknown(path, lambda k: _top_line(loc, k), "",
-             {"pipeline", "port", "neighbor"}, doc)
+             {"pipeline", "port", "neighbor", "geneve_option"}, doc)
     pipe = doc.get("pipeline")
     if pipe is None:
         raise ConfigError(path, "pipeline", "missing [pipeline] table")
@@ -224,6 +225,7 @@ def _validate(path, doc, loc):
         cfg.ports.append(_port(path, base, i, p, loc, names, numbers))
     config_tunnels.resolve_underlays(path, cfg.ports, lambda k, key: loc.line("port", k, key))
     cfg.neighbors = config_tunnels.neighbours(path, doc, loc)
+    cfg.geneve_options = config_tunnels.geneve_options(path, doc, loc)
     return cfg
 
 

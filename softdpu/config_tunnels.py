@@ -26,6 +26,12 @@
     ip = "192.0.2.2"
     mac = "02:00:00:00:00:99"
 
+    [[geneve_option]]                # a Geneve option <-> a flow field, as ovs-ofctl add-tlv-map
+    class = 0x0102                   # option class
+    type = 0x80                      # option type (0x80 set: critical)
+    len = 4                          # data bytes: 4 or 8
+    field = "tun_metadata0"          # tun_metadata0..3
+
 Option names follow Open vSwitch's (ovs-vswitchd.conf.db(5), Interface options).
 Errors name the file, the line and the key, as config.py's.
 """
@@ -106,6 +112,21 @@ UNDERLAY_KEYS = {
     "mac": (mac, 'a MAC address like "02:00:00:00:00:04" (the outer source MAC)'),
     "mtu": (_int_in(68, 65535), "the largest outer IP packet, 68..65535"),
 }
+def _one_of(*allowed):
+    def check(v):
+        if isinstance(v, bool) or v not in allowed:
+            raise ValueError
+        return v
+    return check
+
+
+GENEVE_OPTION_KEYS = {
+    "class": (_int_in(0, 0xFFFF), "an option class, 0..65535"),
+    "type": (_int_in(0, 0xFF), "an option type, 0..255 (0x80 set: critical)"),
+    "len": (_one_of(4, 8), "the option's data length in bytes: 4 or 8"),
+    "field": (_one_of(*(f"tun_metadata{n}" for n in range(4))),
+              'the flow field that holds it: "tun_metadata0" .. "tun_metadata3"'),
+}
 NEIGHBOR_KEYS = {
     "ip": (_ip, 'an IPv4 or IPv6 address like "192.0.2.2"'),
     "mac": (mac, 'a MAC address like "02:00:00:00:00:99"'),
@@ -183,6 +204,36 @@ def resolve_underlays(path, ports, line):
                                   f"{seen[ident]!r} (same underlay, type, local_ip, dst_port, remote_ip and key)",
                                   line(k, None))
             seen[ident] = p.name
+
+
+def geneve_options(path, doc, loc):
+    """[[geneve_option]] tables -> [(class, type, len, field index)]."""
+    entries = doc.get("geneve_option", [])
+    if not isinstance(entries, list):
+        raise ConfigError(path, "geneve_option", "expected [[geneve_option]] tables", loc.line("geneve_option"))
+    out, fields, classes = [], {}, {}
+    for i, e in enumerate(entries):
+        line = lambda k=None: loc.line("geneve_option", i, k)  # noqa: E731
+        if not isinstance(e, dict):
+            raise ConfigError(path, f"geneve_option[{i}]", f"expected a [[geneve_option]] table, got {e!r}", line())
+        for key in e:
+            if key not in GENEVE_OPTION_KEYS:
+                raise ConfigError(path, f"geneve_option[{i}].{key}",
+                                  f"unknown key; expected one of: {', '.join(sorted(GENEVE_OPTION_KEYS))}", line(key))
+        v = {}
+        for key, (validator, expected) in GENEVE_OPTION_KEYS.items():
+            if key not in e:
+                raise ConfigError(path, f"geneve_option[{i}].{key}", f"missing; expected {expected}", line())
+            v[key] = check_value(path, line(key), f"geneve_option[{i}].{key}", e[key], validator, expected)
+        if v["field"] in fields:
+            raise ConfigError(path, f"geneve_option[{i}].field", f"{v['field']} already holds geneve_option"
+                              f"[{fields[v['field']]}]", line("field"))
+        if (v["class"], v["type"]) in classes:
+            raise ConfigError(path, f"geneve_option[{i}].type", f"class {v['class']:#x} type {v['type']:#x} "
+                              f"already mapped by geneve_option[{classes[v['class'], v['type']]}]", line("type"))
+        fields[v["field"]], classes[v["class"], v["type"]] = i, i
+        out.append((v["class"], v["type"], v["len"], int(v["field"][len("tun_metadata"):])))
+    return out
 
 
 def neighbours(path, doc, loc):

@@ -43,7 +43,7 @@ class Dpu:
             # a copy to a tunnel that other outputs share is wrapped in a clone row
             clones = max(clones, min(cfg.batch * fanout, max(4096, cfg.batch)))
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
-        self.tunnels = Tunnels(cfg.ports, cfg.neighbors, self.batch.data.shape[0])
+        self.tunnels = Tunnels(cfg.ports, cfg.neighbors, self.batch.data.shape[0], cfg.geneve_options)
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies

@@ -22,7 +22,7 @@ lists them) with Open vSwitch's semantics:
 """
 import numpy as np
 
-from softdpu.key import U16, U32, W_TUN_ADDRS, W_TUN_ID
+from softdpu.key import N_TUN_METADATA, U16, U32, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN, M_TRACED, M_TS
@@ -143,6 +143,8 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
                 tx[n_tx, 1] = port
                 tx[n_tx, 2] = np.int64(key[i, W_TUN_ID])
                 tx[n_tx, 3] = np.int64(key[i, W_TUN_ADDRS])
+                for m in range(N_TUN_METADATA):
+                    tx[n_tx, 4 + m] = np.int64(key[i, W_TUN_METADATA + m])
                 n_tx += 1
                 sent += 1
             else:

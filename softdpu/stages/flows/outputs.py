@@ -16,7 +16,7 @@ import numpy as np
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TRACED, M_TS, M_WIRE_LEN
-from softdpu.key import PACKET_WORDS, W_TUN_ADDRS, W_TUN_ID
+from softdpu.key import N_TUN_METADATA, PACKET_WORDS, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
 from softdpu.stages.flows.commit import commit_row
 from softdpu.stages.l2 import TRUNK, carries, ingress_vlan, mac_learn, mac_lookup
 from softdpu.stages.flows.trace_records import (N_FLOOD, N_KNOWN, N_LEARNED, N_RESERVED, N_VLAN_REFUSED,
@@ -50,7 +50,7 @@ def _same(key, orig, i, row):
 
 @njit(alloc=False, inline=True)
 def push_tx(tx, state, row, port, key, i):
-    """Append (row, port, tun_id, tun_src|tun_dst) to the tx list, the tunnel fields as packet i's
+    """Append (row, port, tun_id, tun_src|tun_dst, tun_metadata0..3) to the tx list, the tunnel fields as packet i's
     key has them now (a tunnel port with key/remote_ip "flow" uses them).  -> 1, or the counted
     drop code TX_FULL."""
     n = state[S_NTX]
@@ -61,6 +61,8 @@ def push_tx(tx, state, row, port, key, i):
     tx[n, 1] = port
     tx[n, 2] = np.int64(key[i, W_TUN_ID])
     tx[n, 3] = np.int64(key[i, W_TUN_ADDRS])
+    for m in range(N_TUN_METADATA):
+        tx[n, 4 + m] = np.int64(key[i, W_TUN_METADATA + m])
     state[S_NTX] = n + 1
     return 1
 

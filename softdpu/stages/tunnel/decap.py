@@ -16,7 +16,9 @@ not 0x08000000 (the I flag alone) or, as OVS also takes it, 0x0C000003
 is not 0 (OVS; Linux takes only the first form),
 a Geneve header of another version or protocol than 0x6558 (Ethernet), or
 options or an inner frame that do not fit; tunnel_critical_option for a
-Geneve option with the critical bit (softdpu knows no options yet).  Then the
+Geneve option with the critical bit that no [[geneve_option]] maps (RFC 8926
+3.5); a mapped option of another length is a bad header.  Mapped options set
+their tun_metadataN (the data, right-aligned); unmapped ones are skipped.  Then the
 row's frame becomes the inner Ethernet frame (M_START, M_LEN moved; no copy),
 the row is parsed again with in_port = the tunnel port, and the key's tun_id
 (the VNI), tun_src and tun_dst (IPv4 outer addresses) are set.  An outer CE
@@ -36,7 +38,7 @@ from softdpu.headers import ipv4 as ip4
 from softdpu.headers import ipv6 as ip6
 from softdpu.headers import udp
 from softdpu.headers.bytes import be16, be32, be64, put16, u8
-from softdpu.key import W_DST_PROTO_TOS, W_TUN_ADDRS, W_TUN_ID
+from softdpu.key import W_DST_PROTO_TOS, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
 from softdpu.stages.parse import F_FRAG, F_IPV4, F_IPV6, F_UDP, parse_row
 from softdpu.stages.tunnel.encap import C_RX_BYTES, C_RX_DROPPED, C_RX_PACKETS
 from softdpu.stages.tunnel.table import (KIND_VXLAN, T_DST_PORT, T_FAMILY, T_KEY, T_KEY_FLOW, T_KIND,
@@ -101,7 +103,16 @@ def _mark_ce(data, meta, key, i):
 
 
 @njit(alloc=False)
-def decap_batch(data, meta, key, n, underlay, tun, n_tun, drop_malformed, counters):
+def _option(gopts, n_gopts, cls, typ):
+    """The row of the [[geneve_option]] for (class, type), or -1."""
+    for g in range(n_gopts):
+        if gopts[g, 0] == cls and gopts[g, 1] == typ:
+            return g
+    return -1
+
+
+@njit(alloc=False)
+def decap_batch(data, meta, key, n, underlay, tun, n_tun, gopts, n_gopts, drop_malformed, counters):
     """Decapsulate the rows 0..n-1 that are tunnel packets for us (module doc).  -> rows taken."""
     taken = 0
     for i in range(n):
@@ -159,9 +170,12 @@ def decap_batch(data, meta, key, n, underlay, tun, n_tun, drop_malformed, counte
                         code = drops.TUNNEL_BAD_HEADER
                         break
                     olen = geneve.OPTION_HEADER_LEN + (u8(data, i, o + 3) & 0x1F) * 4
+                    g = _option(gopts, n_gopts, be16(data, i, o), u8(data, i, o + 2))
                     if o + olen > inner + opt_len:
                         code = drops.TUNNEL_BAD_HEADER
-                    elif u8(data, i, o + 2) & 0x80:
+                    elif g >= 0 and olen - geneve.OPTION_HEADER_LEN != gopts[g, 2]:
+                        code = drops.TUNNEL_BAD_HEADER       # a known option of the wrong length
+                    elif g < 0 and u8(data, i, o + 2) & 0x80:
                         code = drops.TUNNEL_CRITICAL_OPTION
                     o += olen
                 inner += opt_len
@@ -188,6 +202,18 @@ def decap_batch(data, meta, key, n, underlay, tun, n_tun, drop_malformed, counte
             counters[t, C_RX_DROPPED] += 1
             continue
         key[i, W_TUN_ID] = np.uint64(vni)
+        if tun[t, T_KIND] != KIND_VXLAN:               # mapped Geneve options -> tun_metadataN
+            o = h + 8
+            while o < inner:
+                olen = geneve.OPTION_HEADER_LEN + (u8(data, i, o + 3) & 0x1F) * 4
+                g = _option(gopts, n_gopts, be16(data, i, o), u8(data, i, o + 2))
+                if g >= 0:
+                    if gopts[g, 2] == 4:
+                        v = np.uint64(be32(data, i, o + 4))
+                    else:
+                        v = np.uint64(be64(data, i, o + 4))
+                    key[i, W_TUN_METADATA + gopts[g, 3]] = v
+                o += olen
         if family == 4:
             key[i, W_TUN_ADDRS] = (np.uint64(slo) << np.uint64(32)) | np.uint64(dlo)
     return taken

@@ -12,8 +12,11 @@ slot's headroom in front of the inner frame (no copy of the payload):
     UDP       source port 49152 + (inner flow hash mod 16384) (RFC 7348 5.),
               destination dst_port, checksum 0 over IPv4 unless csum, computed
               over IPv6 unless csum = false (RFC 6935/6936)
-    VXLAN     flags 0x08 (I), VNI                   | Geneve: version 0, no options,
-                                                     | protocol 0x6558, VNI
+    VXLAN     flags 0x08 (I), VNI                   | Geneve: version 0, protocol
+                                                     | 0x6558, VNI, then an option for
+                                                     | each non-zero tun_metadataN a
+                                                     | [[geneve_option]] maps (in N order,
+                                                     | C set if one is critical)
 
 The remote VTEP and the VNI come from the port (remote_ip, key) or, with
 "flow", from the tunnel fields the tx entry carries (tun_dst, tun_id as the
@@ -80,11 +83,23 @@ def _inner_tos(data, r, start, length):
 
 
 @njit(alloc=False)
-def encap_row(data, meta, r, tun, t, key_flow, addrs_flow, neigh, n_neigh):
-    """Wrap row r for tunnel t in place (meta M_START/M_LEN updated).  -> 0, or a drop code."""
+def encap_row(data, meta, r, tun, t, tx, j, neigh, n_neigh, gopts, n_gopts):
+    """Wrap row r for tunnel t in place (meta M_START/M_LEN updated), with the tunnel fields of
+    tx entry j.  -> 0, or a drop code."""
+    key_flow = tx[j, 2]
+    addrs_flow = tx[j, 3]
     family = tun[t, T_FAMILY]
     l3_len = 20 if family == 4 else 40
-    overhead = eth.HEADER_LEN + l3_len + udp.HEADER_LEN + TUNNEL_HEADER_LEN
+    geneve = tun[t, T_KIND] != KIND_VXLAN
+    opt_len = 0
+    critical = 0
+    if geneve:                                    # the options the flow's tun_metadataN carry
+        for g in range(n_gopts):
+            if tx[j, 4 + gopts[g, 3]] != 0:
+                opt_len += 4 + gopts[g, 2]
+                if gopts[g, 1] & 0x80:
+                    critical = 0x40
+    overhead = eth.HEADER_LEN + l3_len + udp.HEADER_LEN + TUNNEL_HEADER_LEN + opt_len
     inner = meta[r, M_START]
     length = meta[r, M_LEN]
     if length + overhead - eth.HEADER_LEN > tun[t, T_MTU]:
@@ -115,17 +130,28 @@ def encap_row(data, meta, r, tun, t, key_flow, addrs_flow, neigh, n_neigh):
     put16(data, r, s + 12, 0x0800 if family == 4 else 0x86DD)
     l3 = s + eth.HEADER_LEN
     l4 = l3 + l3_len
-    udp_len = length + udp.HEADER_LEN + TUNNEL_HEADER_LEN
+    udp_len = length + udp.HEADER_LEN + TUNNEL_HEADER_LEN + opt_len
     # UDP + tunnel header
     put16(data, r, l4 + udp.OFF_SPORT, 49152 + (meta[r, M_HASH] & 0x3FFF))
     put16(data, r, l4 + udp.OFF_DPORT, tun[t, T_DST_PORT])
     put16(data, r, l4 + udp.OFF_LEN, udp_len)
     put16(data, r, l4 + udp.OFF_CSUM, 0)
     h = l4 + udp.HEADER_LEN
-    if tun[t, T_KIND] == KIND_VXLAN:
+    if not geneve:
         put32(data, r, h, 0x08000000)
-    else:
-        put32(data, r, h, 0x00006558)      # version 0, no options, not OAM/critical
+    else:                                  # version 0, options length, C if one is critical
+        put32(data, r, h, ((opt_len // 4) << 24) | (critical << 16) | 0x6558)
+        o = h + TUNNEL_HEADER_LEN
+        for g in range(n_gopts):
+            v = tx[j, 4 + gopts[g, 3]]
+            if v != 0:
+                put16(data, r, o, gopts[g, 0])
+                put16(data, r, o + 2, (gopts[g, 1] << 8) | (gopts[g, 2] // 4))
+                if gopts[g, 2] == 4:
+                    put32(data, r, o + 4, v & 0xFFFFFFFF)
+                else:
+                    _put64(data, r, o + 4, v)
+                o += 4 + gopts[g, 2]
     put32(data, r, h + 4, vni << 8)
     if family == 4:
         src = tun[t, T_LOCAL_LO] & 0xFFFFFFFF
@@ -169,7 +195,8 @@ def _copy_row(data, meta, src, dst):
 
 
 @njit(alloc=False)
-def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neigh, n_neigh, refs, counters):
+def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neigh, n_neigh, gopts, n_gopts,
+             refs, counters):
     """Encapsulate the tx entries to tunnel ports.  clones[0]: clone rows used so far (updated).
     refs: int64[rows, 2] scratch, all zero on entry and on return.  -> the new tx length."""
     for j in range(n_tx):                              # who uses each row, and each packet
@@ -199,16 +226,16 @@ def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neig
                 clones[0] += 1
                 row = c
         if code == 0:
-            code = encap_row(data, meta, row, tun, t, tx[j, 2], tx[j, 3], neigh, n_neigh)
+            code = encap_row(data, meta, row, tun, t, tx, j, neigh, n_neigh, gopts, n_gopts)
         if code == 0:
             if row == r:
                 refs[r, 0] = 0                         # wrapped in place: nobody else may use it
             else:
                 refs[r, 0] -= 1
+            for c in range(2, tx.shape[1]):
+                tx[out, c] = tx[j, c]
             tx[out, 0] = row
             tx[out, 1] = tun[t, T_UNDERLAY]
-            tx[out, 2] = tx[j, 2]
-            tx[out, 3] = tx[j, 3]
             out += 1
             counters[t, C_TX_PACKETS] += 1
             counters[t, C_TX_BYTES] += meta[row, M_LEN]

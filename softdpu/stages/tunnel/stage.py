@@ -10,8 +10,8 @@ from softdpu.stages.tunnel.table import TunnelTable
 class Tunnels:
     """Owns the tunnel table, its counters and the encapsulation scratch of one Dpu."""
 
-    def __init__(self, ports, neighbors, rows):
-        self.table = TunnelTable(ports, neighbors)
+    def __init__(self, ports, neighbors, rows, geneve_options=()):
+        self.table = TunnelTable(ports, neighbors, geneve_options)
         self.counters = np.zeros((max(self.table.count, 1), C_COLS), np.int64)
         self.refs = np.zeros((rows, 2), np.int64)
         self.clones = np.zeros(1, np.int64)
@@ -22,7 +22,7 @@ class Tunnels:
     def decap(self, batch, drop_malformed):
         t = self.table
         return decap_batch(batch.data, batch.meta, batch.key, batch.n, t.underlay, t.tunnels, t.count,
-                           drop_malformed, self.counters)
+                           t.geneve_options, t.n_geneve_options, drop_malformed, self.counters)
 
     def encap(self, batch, clones_used):
         """Wrap the tx entries to tunnel ports; clone rows from batch.size + clones_used on are free.
@@ -30,7 +30,8 @@ class Tunnels:
         t = self.table
         self.clones[0] = clones_used
         batch.n_tx = encap_tx(batch.data, batch.meta, batch.tx, batch.n_tx, batch.n, batch.size, self.clones,
-                              t.port_tunnel, t.tunnels, t.neighbours, t.n_neighbours, self.refs, self.counters)
+                              t.port_tunnel, t.tunnels, t.neighbours, t.n_neighbours, t.geneve_options,
+                              t.n_geneve_options, self.refs, self.counters)
         return int(self.clones[0])
 
     def lines(self):

@@ -5,6 +5,7 @@
     port_tunnel int64[65536] OpenFlow port -> tunnel row, -1 for other ports
     underlay int64[65536]    OpenFlow port -> 1 when a tunnel uses it
     neighbours int64[N, 4]   (family, address hi, address lo, MAC): static next hops
+    geneve_options int64[G, 4]  (class, type, data length, n): Geneve options <-> tun_metadataN
 
 A VTEP has few peers, so neighbours are searched linearly.
 """
@@ -26,7 +27,7 @@ def _i64(v):
 
 
 class TunnelTable:
-    def __init__(self, ports, neighbors):
+    def __init__(self, ports, neighbors, geneve_options=()):
         by_name = {p.name: p for p in ports}
         rows = [p for p in ports if p.type in TUNNEL_TYPES]
         self.ports = rows
@@ -67,6 +68,12 @@ class TunnelTable:
             v = int(ip)
             self.neighbours[k] = (ip.version, _i64(v >> 64), _i64(v & (2**64 - 1)), mac)
         self.n_neighbours = len(neighbors)
+        # Geneve options <-> tun_metadataN, in field order (the order options are sent in, as OVS)
+        opts = sorted(geneve_options, key=lambda o: o[3])
+        self.geneve_options = np.zeros((max(len(opts), 1), 4), np.int64)
+        for k, o in enumerate(opts):
+            self.geneve_options[k] = o          # (class, type, len, tun_metadata index)
+        self.n_geneve_options = len(opts)
 
     def __bool__(self):
         return self.count > 0
