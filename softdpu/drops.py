@@ -40,7 +40,7 @@ REASONS = (
     ("tunnel_no_remote", 'remote_ip = "flow" but the flow set no tun_dst'),
     ("tunnel_bad_header", "malformed VXLAN/Geneve header (flags, version, protocol, length or options)"),
     ("tunnel_bad_checksum", "outer IPv4 header or UDP checksum wrong on a tunnel packet"),
-    ("tunnel_critical_option", "Geneve option with the critical bit that softdpu does not know (RFC 8926)"),
+    ("tunnel_critical_option", "Geneve option with the critical bit that no [[geneve_option]] maps (RFC 8926)"),
     ("tunnel_no_room", "no clone row or headroom left to encapsulate a copy"),
     ("tunnel_ecn", "outer header marked CE (congestion) but the inner packet is not ECN-capable (RFC 6040)"),
 )

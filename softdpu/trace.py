@@ -186,7 +186,16 @@ def _outer_text(batch, row, vteps):
     h = l4 + 8
     kind = "geneve" if b[h + 2:h + 4] == b"\x65\x58" else "vxlan"
     vni = int.from_bytes(b[h + 4:h + 7], "big")
-    return f"{kind} VNI {vni} from {src} to {dst}, UDP {sport} -> {dport}"
+    options = ""
+    if kind == "geneve" and b[h] & 0x3F:
+        o, end, opts = h + 8, h + 8 + (b[h] & 0x3F) * 4, []
+        while o + 4 <= end:
+            n = (b[o + 3] & 0x1F) * 4
+            opts.append(f"{{class={int.from_bytes(b[o:o + 2], 'big'):#x},type={b[o + 2]:#x},"
+                        f"len={n}}}={b[o + 4:o + 4 + n].hex()}")
+            o += 4 + n
+        options = " options " + ",".join(opts)
+    return f"{kind} VNI {vni}{options} from {src} to {dst}, UDP {sport} -> {dport}"
 
 
 def _first_fragment_ports(batch, i):
