@@ -591,7 +591,7 @@ BAD_FRAMES = {
     "vxlan-gpe-oam": lambda: _vxlan_raw(0x0D000003, 5000 << 8),
     "vxlan-gpe-reserved-after-vni": lambda: _vxlan_raw(0x0C000003, (5000 << 8) | 1),
     "vxlan-no-i-flag": lambda: outer("vxlan", GOOD_INNER, vxlan_flags=0x00),
-    "vxlan-extra-flag": lambda: outer("vxlan", GOOD_INNER, vxlan_flags=0x88),
+    "vxlan-extra-flag": lambda: outer("vxlan", GOOD_INNER, vxlan_flags=0x09),
     "vxlan-gbp-flag": lambda: outer("vxlan", GOOD_INNER, vxlan_flags=0x80 | 0x08),
     "vxlan-reserved-after-vni": lambda: _vxlan_raw(0x08000000, (5000 << 8) | 0x01),
     "vxlan-reserved-byte-1": lambda: _vxlan_raw(0x08010000, 5000 << 8),
