@@ -39,8 +39,17 @@ def softdpu_lines(flows_text):
     return sorted(dump_flows.format_flows(compile_rules(parse_text(flows_text)), stats=False))
 
 
-def ovs_lines(ovs, flows, ports=PORTS4):
+def tlv_map(geneve_options):
+    """ovs-ofctl add-tlv-map text of a pipeline's [[geneve_option]] tables (None: none)."""
+    return ",".join(f"{{class={c:#x},type={t:#x},len={n}}}->tun_metadata{f}"
+                    for c, t, n, f in geneve_options) or None
+
+
+def ovs_lines(ovs, flows, ports=PORTS4, tlv=None):
     ovs.reset(ports=ports)
+    ovs.ofctl("del-tlv-map")           # flows naming tun_metadataN need the pipeline's map
+    if tlv:
+        ovs.ofctl("add-tlv-map", tlv)
     try:
         ovs.add_flows(flows)
     except OvsError as e:
@@ -52,9 +61,9 @@ def ovs_lines(ovs, flows, ports=PORTS4):
     return sorted(line for line in ovs.dump_flows().splitlines() if "actions=" in line)
 
 
-def assert_same_dump(ovs, flows_text, ports=PORTS4, flows=None):
+def assert_same_dump(ovs, flows_text, ports=PORTS4, flows=None, tlv=None):
     sd = softdpu_lines(flows_text)
-    ov = ovs_lines(ovs, flows if flows is not None else flows_text, ports)
+    ov = ovs_lines(ovs, flows if flows is not None else flows_text, ports, tlv)
     if sd != ov:
         only_sd = [x for x in sd if x not in ov]
         only_ov = [x for x in ov if x not in sd]
@@ -67,7 +76,8 @@ def assert_same_dump(ovs, flows_text, ports=PORTS4, flows=None):
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.stem)
 def test_example_pipeline_dump_is_ovs_dump(ovs, pipeline):
     cfg = config.load(pipeline)
-    assert_same_dump(ovs, cfg.flows.read_text(), ports=port_specs(cfg), flows=cfg.flows)
+    assert_same_dump(ovs, cfg.flows.read_text(), ports=port_specs(cfg), flows=cfg.flows,
+                     tlv=tlv_map(cfg.geneve_options))
 
 
 # (match, actions): every action softdpu takes, with a match that makes it valid

@@ -13,7 +13,9 @@ harness (tests/ovs_oracle.py) gets:
     OpenFlow 1.0 has an action for becomes that action (`mod_nw_dst:`,
     `mod_dl_src:`, `mod_tp_dst:`, `mod_vlan_vid:`, `mod_vlan_pcp:`, `mod_nw_tos:`,
     `strip_vlan`), any other set_field and every `load` an NXAST_REG_LOAD per
-    run of mask bits (`load:0xa->NXM_NX_REG0[]`, at most 64 bits each);
+    run of mask bits (`load:0xa->NXM_NX_REG0[]`, at most 64 bits each), except
+    those of tun_metadataN, an NXAST_REG_LOAD2 in any version
+    (`set_field:0x3/0xf->tun_metadata2`);
     `mod_nw_ttl` a load of NXM_NX_IP_TTL; `goto_table:N` -> `resubmit(,N)`;
     `clear_actions` is not printed; `set_tunnel` -> `set_tunnel:0x5`
     (`set_tunnel64:` above 32 bits); `pop_vlan` -> `strip_vlan`.
@@ -162,6 +164,15 @@ def _set_field_of11(field, v, m, load=False):
     return [f"set_field:{format_value(name, v)}->{name}"]
 
 
+def _set_tun_metadata(field, v, m):
+    """A set_field or load of tun_metadataN, in any OpenFlow version: OVS sends it as an
+    NXAST_REG_LOAD2 (the field is variable-length) and prints it as a set_field, with the mask
+    when it is not the whole field (`set_field:0x3/0xf->tun_metadata2`)."""
+    full = (1 << width(field)) - 1
+    m &= full
+    return f"set_field:{_hex(v & m)}" + ("" if m == full else f"/{_hex(m)}") + f"->{field}"
+
+
 def _dec_ttl(action):
     text = getattr(action, "text", "dec_ttl")
     m = re.fullmatch(r"dec_ttl\((.*)\)", text.strip(), re.S)
@@ -220,6 +231,8 @@ def format_action_list(rule, openflow11=False):
             vlan_known = True
         elif n == "dec_ttl":
             out.append(_dec_ttl(a))
+        elif n in ("set_field", "load") and x[0].startswith("tun_metadata"):
+            out.append(_set_tun_metadata(*x))
         elif n == "set_field":
             out += _set_field_of11(*x) if openflow11 else _set_field_of10(*x)
         elif n == "load":
