@@ -682,3 +682,229 @@ def test_different_keys_or_remotes_are_not_duplicates(tmp_path):
         text = HEAD + UPLINK + VX + (_without(vy, "remote_ip") if "remote" in extra else vy) + extra
         (tmp_path / "p.toml").write_text(text)
         assert len(config.load(tmp_path / "p.toml").ports) == 3
+
+
+# -- 8. Geneve options ([[geneve_option]] <-> tun_metadataN) -----------------------------------
+
+GOPTS = [(0x0102, 0x80, 4, 0), (0xFFFF, 0x01, 8, 1), (0x0103, 0x02, 4, 2)]   # (class, type, len, field)
+
+
+def with_geneve_options(path, gopts=GOPTS):
+    """The pipeline file with [[geneve_option]] tables appended."""
+    path.write_text(path.read_text() + "".join(
+        f'[[geneve_option]]\nclass = {c:#x}\ntype = {t:#x}\nlen = {n}\nfield = "tun_metadata{f}"\n'
+        for c, t, n, f in gopts))
+    return path
+
+
+def option_tlv(cls, typ, data):
+    return cls.to_bytes(2, "big") + bytes([typ, len(data) // 4]) + data
+
+
+def tlvs(opts):
+    """Option TLV bytes -> [(class, type, length in 4-byte words, data)]."""
+    out, k = [], 0
+    while k < len(opts):
+        n = opts[k + 3] & 0x1F
+        out.append((int.from_bytes(opts[k:k + 2], "big"), opts[k + 2], n, opts[k + 4:k + 4 + 4 * n]))
+        k += 4 + 4 * n
+    return out
+
+
+def geneve_with_options(vni, options, critical):
+    """A Geneve header with option TLVs (bytes) and the C flag as given."""
+    return Raw(bytes([len(options) // 4, 0x40 if critical else 0]) + b"\x65\x58" + vni.to_bytes(3, "big") + b"\0"
+               + options)
+
+
+def expected_geneve(inner, vni, sport, options, critical, remote=R2, remote_mac=MAC2, csum=None):
+    """An encapsulated Geneve copy with options, built by scapy (its lengths and checksums)."""
+    six = ":" in remote
+    l3 = (IPv6(src=LOCAL6, dst=remote, tc=0, fl=0, hlim=64) if six
+          else IP(src=LOCAL4, dst=remote, tos=0, id=0, flags="DF", ttl=64))
+    u = UDP(sport=sport, dport=6081)
+    if not (six if csum is None else csum):
+        u.chksum = 0
+    return bytes(Ether(dst=remote_mac, src=UL_MAC) / l3 / u / geneve_with_options(vni, options, critical)
+                 / Raw(inner))
+
+
+OPT_FLOWS = ("udp,tp_src=1,actions=set_field:0x1122334455667788->tun_metadata1,output:10\n"
+             "udp,tp_src=2,actions=set_field:0xabcd->tun_metadata2,set_field:7->tun_metadata0,output:10\n"
+             "udp,tp_src=3,actions=set_field:0xabcd->tun_metadata2,set_field:0x1122334455667788->tun_metadata1,"
+             "set_field:0xffffffff->tun_metadata0,output:10\n"
+             "udp,tp_src=4,actions=output:10\n"
+             "udp,tp_src=5,actions=set_field:0->tun_metadata0,set_field:1->tun_metadata2,output:10\n")
+OPT_T0 = option_tlv(0x0102, 0x80, (7).to_bytes(4, "big"))
+OPT_T1 = option_tlv(0xFFFF, 0x01, bytes.fromhex("1122334455667788"))
+OPT_T2 = option_tlv(0x0103, 0x02, (0xABCD).to_bytes(4, "big"))
+# tp_src -> (option bytes, C flag)
+OPT_SENT = {1: (OPT_T1, False), 2: (OPT_T0 + OPT_T2, True),
+            3: (option_tlv(0x0102, 0x80, b"\xff" * 4) + OPT_T1 + OPT_T2, True), 4: (b"", False),
+            5: (option_tlv(0x0103, 0x02, (1).to_bytes(4, "big")), False)}
+
+
+@pytest.mark.parametrize("csum", [False, True])
+@pytest.mark.parametrize("family", [4, 6])
+def test_geneve_options_encap_layout(tmp_path, family, csum):
+    """Each non-zero mapped field an option, in field order: class, type, length/4, data; the C flag
+    when one is critical; options length in the header; UDP/IP lengths and checksums count them."""
+    remote, local = (R2, LOCAL4) if family == 4 else (R6, LOCAL6)
+    mac = MAC2 if family == 4 else MAC6
+    path = with_geneve_options(pipeline(tmp_path, OPT_FLOWS, {"g": dict(type="geneve", ofport=10, remote_ip=remote,
+                                                                        key=42, csum=csum)}, local=local))
+    frames = [inner_udp(sport=k) for k in OPT_SENT]
+    dpu, stats, outs = run(tmp_path, path, {"p1": frames})
+    got = outs["uplink"]
+    assert len(got) == len(frames)
+    for frame, inner, (opts, critical) in zip(got, frames, OPT_SENT.values()):
+        assert frame == expected_geneve(inner, 42, outer_sport(frame), opts, critical, remote=remote,
+                                        remote_mac=mac, csum=csum)
+        g = Ether(frame)[GENEVE]
+        assert (g.optionlen, g.critical, g.vni) == (len(opts) // 4, int(critical), 42)
+        assert [(o.classid, o.type, o.length, bytes(o.data)) for o in g.options] == tlvs(opts)
+        assert bytes(g.payload) == inner
+    assert stats.dropped == 0
+    tshark_clean(dpu.outputs["uplink"], expect=("geneve", [42] * len(frames)), zero_udp6=family == 6 and not csum)
+    tshark = need_tool("tshark")
+    rows = subprocess.run([tshark, "-n", "-r", str(dpu.outputs["uplink"]), "-T", "fields", "-E", "separator=|",
+                           "-e", "geneve.flags.critical", "-e", "geneve.option.class", "-e", "geneve.option.type",
+                           "-e", "geneve.option.length", "-e", "geneve.option.unknown.data"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(rows) == len(frames)
+    for row, (opts, critical) in zip(rows, OPT_SENT.values()):
+        crit, classes, types, lengths, data = row.split("|")
+        assert crit in (("1", "True") if critical else ("0", "False")), row
+        want = tlvs(opts)
+        assert [int(c, 0) for c in classes.split(",") if c] == [c for c, _, _, _ in want], row
+        assert [int(t, 0) for t in types.split(",") if t] == [t for _, t, _, _ in want], row
+        # tshark's geneve.option.length: the options' total length, then each option's (header included)
+        assert [int(n, 0) for n in lengths.split(",") if n] == \
+            ([len(opts)] if opts else [0]) + [4 + 4 * n for _, _, n, _ in want], row
+        assert [d for d in data.split(",") if d] == [d.hex() for _, _, _, d in want], row
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_geneve_options_mtu_boundary_counts_the_options(tmp_path, family):
+    """The outer IP packet with 20 bytes of options is exactly mtu: sent; one byte more: tunnel_mtu.
+    The same inner frame without options fits."""
+    mtu = 600
+    remote, local = (R2, LOCAL4) if family == 4 else (R6, LOCAL6)
+    opts_len = len(OPT_T0 + OPT_T1)
+    room = mtu - (20 if family == 4 else 40) - 8 - 8 - opts_len
+    base = len(inner_udp(payload=b""))
+    flows = ("in_port=1,actions=set_field:7->tun_metadata0,set_field:0x1122334455667788->tun_metadata1,output:10\n"
+             "in_port=2,actions=output:10\n")
+    path = with_geneve_options(pipeline(tmp_path, flows, {"t": dict(type="geneve", ofport=10, remote_ip=remote,
+                                                                    key=3)}, mtu=mtu, local=local))
+    fits, over = inner_udp(payload=b"f" * (room - base)), inner_udp(payload=b"o" * (room + 1 - base))
+    _, stats, outs = run(tmp_path, path, {"p1": [fits, over], "p2": [over]})
+    assert [len(f) - 14 for f in outs["uplink"]] == [mtu, mtu + 1 - opts_len]
+    frame = outs["uplink"][0]
+    assert frame == expected_geneve(fits, 3, outer_sport(frame), OPT_T0 + OPT_T1, True, remote=remote,
+                                    remote_mac=MAC2 if family == 4 else MAC6)
+    assert stats.drop_counts() == {"tunnel_mtu": 1}
+
+
+GOPT_TUNNELS = {"gn": dict(type="geneve", ofport=20, remote_ip=R2, key=5000),
+                "gn6": dict(type="geneve", ofport=30, remote_ip=R6, key=5000, local_ip=LOCAL6)}
+GOPT_FLOWS = ("priority=300,tun_metadata0=7,tun_metadata1=0x1122334455667788,actions=output:1\n"
+              "priority=200,tun_metadata2=0xab00/0xff00,actions=output:2\n"
+              "priority=100,in_port=20,actions=output:3\npriority=100,in_port=30,actions=output:3\n")
+
+
+@pytest.mark.parametrize("src, dst", [(R2, LOCAL4), (R6, LOCAL6)], ids=["outer-v4", "outer-v6"])
+def test_geneve_options_received_set_their_fields(tmp_path, src, dst):
+    unmapped = option_tlv(0x0104, 0x01, b"\0\0\0\1")
+    cases = [(OPT_T0 + OPT_T1, True, "p1"), (OPT_T1 + unmapped + OPT_T0, True, "p1"), (OPT_T2, False, "p2"),
+             (unmapped + OPT_T1, False, "p3"), (b"", False, "p3"), (OPT_T0, True, "p3")]
+    inners = [inner_udp(sport=k + 1) for k in range(len(cases))]
+    frames = [outer("geneve", i, 5000, src=src, dst=dst, csum=k % 2 == 0, header=geneve_with_options(5000, o, c))
+              for k, (i, (o, c, _)) in enumerate(zip(inners, cases))]
+    _, stats, outs = run(tmp_path, with_geneve_options(pipeline(tmp_path, GOPT_FLOWS, GOPT_TUNNELS)),
+                         {"uplink": frames})
+    for p in ("p1", "p2", "p3"):
+        assert outs[p] == [i for i, (_, _, q) in zip(inners, cases) if q == p], p
+    assert stats.dropped == 0
+
+
+GOPT_DROPS = {
+    "unmapped-critical": (option_tlv(0x0104, 0x81, b"\0\0\0\1"), "tunnel_critical_option"),
+    "unmapped-critical-after-mapped": (OPT_T0 + option_tlv(0x0104, 0x81, b""), "tunnel_critical_option"),
+    "mapped-len4-as-8": (option_tlv(0x0102, 0x80, bytes(8)), "tunnel_bad_header"),
+    "mapped-len8-as-4": (option_tlv(0xFFFF, 0x01, bytes(4)), "tunnel_bad_header"),
+    "mapped-as-0": (option_tlv(0x0103, 0x02, b""), "tunnel_bad_header"),
+}
+
+
+@pytest.mark.parametrize("case", GOPT_DROPS)
+def test_geneve_option_errors_are_counted(tmp_path, case):
+    opts, reason = GOPT_DROPS[case]
+    frame = outer("geneve", INNER, 5000, header=geneve_with_options(5000, opts, True))
+    _, stats, outs = run(tmp_path, with_geneve_options(pipeline(tmp_path, GOPT_FLOWS, GOPT_TUNNELS)),
+                         {"uplink": [frame]})
+    assert stats.drop_counts() == {reason: 1}
+    assert outs["p1"] == outs["p2"] == outs["p3"] == []
+    assert "(dropped 1)" in summary(stats, "gn"), stats.table()
+
+
+def test_trace_shows_geneve_options_both_ways(tmp_path, capsys):
+    from softdpu import cli
+    flows = ("in_port=1,actions=set_field:0xabcd->tun_metadata2,set_field:7->tun_metadata0,output:20\n"
+             "in_port=20,tun_metadata0=7,actions=output:2\n")
+    path = with_geneve_options(pipeline(tmp_path, flows, {"gn": GOPT_TUNNELS["gn"]}))
+    p1 = write_capture(tmp_path / "tr-p1.pcap", [inner_udp()])
+    up = write_capture(tmp_path / "tr-up.pcap", [outer("geneve", INNER, 5000,
+                                                       header=geneve_with_options(5000, OPT_T0 + OPT_T1, True))])
+    assert cli.main(["trace", str(path), "--in", f"p1={p1}", "--in", f"uplink={up}"]) == 0
+    out = capsys.readouterr().out
+    assert ("Encapsulated: geneve VNI 5000 options {class=0x102,type=0x80,len=4}=00000007,"
+            "{class=0x103,type=0x2,len=4}=0000abcd from 192.0.2.1 to 192.0.2.2, UDP ") in out
+    assert "tun_metadata0=0x7" in out and "tun_metadata1=0x1122334455667788" in out
+    assert "Result: sent to p2" in out
+
+
+GOPT = '[[geneve_option]]\nclass = 0x0102\ntype = 0x80\nlen = 4\nfield = "tun_metadata0"\n'   # lines 15-19
+GOPT2 = _set(_set(GOPT, "class", "0x0103"), "field", '"tun_metadata1"')                       # lines 20-24
+GENEVE_OPTION_ERRORS = {
+    # name: (text after HEAD + UPLINK + VX, line, key, words in the message)
+    "not-an-array": ("[geneve_option]\nclass = 1\n", 15, "geneve_option", "[[geneve_option]] tables"),
+    "missing-class": (_without(GOPT, "class"), 15, "geneve_option[0].class", "missing", "0..65535"),
+    "missing-type": (_without(GOPT, "type"), 15, "geneve_option[0].type", "missing", "0..255"),
+    "missing-len": (_without(GOPT, "len"), 15, "geneve_option[0].len", "missing", "4 or 8"),
+    "missing-field": (_without(GOPT, "field"), 15, "geneve_option[0].field", "missing", "tun_metadata0"),
+    "unknown-key": (GOPT + "length = 4\n", 20, "geneve_option[0].length", "unknown key",
+                    "class, field, len, type"),
+    "misspelt-key": (_without(GOPT, "class") + "klass = 1\n", 19, "geneve_option[0].klass", "unknown key"),
+    "class-negative": (_set(GOPT, "class", "-1"), 16, "geneve_option[0].class", "0..65535", "-1"),
+    "class-high": (_set(GOPT, "class", "0x10000"), 16, "geneve_option[0].class", "0..65535", "65536"),
+    "class-text": (_set(GOPT, "class", '"0x0102"'), 16, "geneve_option[0].class", "0..65535"),
+    "type-high": (_set(GOPT, "type", "256"), 17, "geneve_option[0].type", "0..255", "256"),
+    "type-negative": (_set(GOPT, "type", "-1"), 17, "geneve_option[0].type", "0..255"),
+    "len-12": (_set(GOPT, "len", "12"), 18, "geneve_option[0].len", "4 or 8", "12"),
+    "len-0": (_set(GOPT, "len", "0"), 18, "geneve_option[0].len", "4 or 8"),
+    "len-bool": (_set(GOPT, "len", "true"), 18, "geneve_option[0].len", "4 or 8"),
+    "len-text": (_set(GOPT, "len", '"4"'), 18, "geneve_option[0].len", "4 or 8"),
+    "field-4": (_set(GOPT, "field", '"tun_metadata4"'), 19, "geneve_option[0].field", "tun_metadata3"),
+    "field-reg": (_set(GOPT, "field", '"reg0"'), 19, "geneve_option[0].field", "tun_metadata0"),
+    "field-number": (_set(GOPT, "field", "0"), 19, "geneve_option[0].field", "tun_metadata0"),
+    "duplicate-field": (GOPT + _set(GOPT2, "field", '"tun_metadata0"'), 24, "geneve_option[1].field",
+                        "tun_metadata0 already holds geneve_option[0]"),
+    "duplicate-class-type": (GOPT + _set(GOPT2, "class", "0x0102"), 22, "geneve_option[1].type",
+                             "class 0x102 type 0x80 already mapped by geneve_option[0]"),
+}
+
+
+@pytest.mark.parametrize("case", GENEVE_OPTION_ERRORS)
+def test_geneve_option_pipeline_file_errors(tmp_path, case):
+    text, line, key, *words = GENEVE_OPTION_ERRORS[case]
+    path, err = load_error(tmp_path, HEAD + UPLINK + VX + text)
+    check(err, path, line, key, *words)
+
+
+def test_geneve_option_tables_load(tmp_path):
+    (tmp_path / "p.flows").write_text("actions=drop\n")
+    (tmp_path / "p.toml").write_text(HEAD + UPLINK + VX + GOPT + GOPT2 + _set(_set(_set(_set(
+        GOPT, "class", "0xffff"), "type", "0xff"), "len", "8"), "field", '"tun_metadata3"'))
+    cfg = config.load(tmp_path / "p.toml")
+    assert cfg.geneve_options == [(0x102, 0x80, 4, 0), (0x103, 0x80, 4, 1), (0xFFFF, 0xFF, 8, 3)]
