@@ -6,6 +6,8 @@
     type = "pcap"
     mac = "02:00:00:00:00:04"        # source MAC of the outer Ethernet header
     mtu = 1500                       # largest outer IP packet (default 1500)
+    resolve = false                  # true: answer ARP/ND for our VTEP addresses and ask
+                                     # for remote VTEPs' MACs (neighbours.py)
 
     [[port]]                         # a tunnel port, as an Open vSwitch vxlan/geneve interface
     name = "vx0"
@@ -111,6 +113,7 @@ REQUIRED = ("underlay", "local_ip", "remote_ip")
 UNDERLAY_KEYS = {
     "mac": (mac, 'a MAC address like "02:00:00:00:00:04" (the outer source MAC)'),
     "mtu": (_int_in(68, 65535), "the largest outer IP packet, 68..65535"),
+    "resolve": (_bool, "true or false: answer ARP/ND for the VTEP addresses and ask for remote VTEPs"),
 }
 def _one_of(*allowed):
     def check(v):

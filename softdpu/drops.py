@@ -43,6 +43,8 @@ REASONS = (
     ("tunnel_critical_option", "Geneve option with the critical bit that no [[geneve_option]] maps (RFC 8926)"),
     ("tunnel_no_room", "no clone row or headroom left to encapsulate a copy"),
     ("tunnel_ecn", "outer header marked CE (congestion) but the inner packet is not ECN-capable (RFC 6040)"),
+    ("vtep_consumed", "ARP reply / neighbour advertisement to a VTEP address: learned by softdpu, not forwarded"),
+    ("punted", "internal: a packet answered in place (ARP/ND) that was not sent; never expected"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -80,6 +82,8 @@ TUNNEL_BAD_CHECKSUM = CODE["tunnel_bad_checksum"]
 TUNNEL_CRITICAL_OPTION = CODE["tunnel_critical_option"]
 TUNNEL_NO_ROOM = CODE["tunnel_no_room"]
 TUNNEL_ECN = CODE["tunnel_ecn"]
+VTEP_CONSUMED = CODE["vtep_consumed"]
+PUNTED = CODE["punted"]
 
 
 def describe(code):

@@ -32,9 +32,10 @@ def account(meta, n, tx, n_tx, port_index, counters, drop_counts, sent):
         k = port_index[tx[j, 1]]
         counters[k, 2] += 1
         counters[k, 3] += meta[i, M_LEN]
-        if i >= n:                 # a clone row: its packet left
+        if i >= n:                 # a clone row: its packet left (none: made by softdpu, e.g. ARP)
             i = meta[i, M_ORIGIN]
-        sent[i] = 1
+        if i >= 0:
+            sent[i] = 1
     left = 0
     for i in range(n):
         left += sent[i]

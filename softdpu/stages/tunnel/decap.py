@@ -39,7 +39,8 @@ from softdpu.headers import ipv6 as ip6
 from softdpu.headers import udp
 from softdpu.headers.bytes import be16, be32, be64, put16, u8
 from softdpu.key import W_DST_PROTO_TOS, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
-from softdpu.stages.parse import F_FRAG, F_IPV4, F_IPV6, F_UDP, parse_row
+from softdpu.stages.parse import F_ARP, F_FRAG, F_ICMP6, F_IPV4, F_IPV6, F_UDP, parse_row
+from softdpu.stages.tunnel import neighbours
 from softdpu.stages.tunnel.encap import C_RX_BYTES, C_RX_DROPPED, C_RX_PACKETS
 from softdpu.stages.tunnel.table import (KIND_VXLAN, T_DST_PORT, T_FAMILY, T_KEY, T_KEY_FLOW, T_KIND,
                                          T_LOCAL_HI, T_LOCAL_LO, T_OFPORT, T_REMOTE_FLOW, T_REMOTE_HI,
@@ -112,13 +113,24 @@ def _option(gopts, n_gopts, cls, typ):
 
 
 @njit(alloc=False)
-def decap_batch(data, meta, key, n, underlay, tun, n_tun, gopts, n_gopts, drop_malformed, counters):
+def decap_batch(data, meta, key, n, underlay, tun, n_tun, gopts, n_gopts, resolve, neigh, nstate,
+                drop_malformed, counters):
     """Decapsulate the rows 0..n-1 that are tunnel packets for us (module doc).  -> rows taken."""
     taken = 0
     for i in range(n):
         if meta[i, M_DROP] != 0 or underlay[meta[i, M_IN_PORT]] == 0:
             continue
         flags = meta[i, M_FLAGS]
+        if resolve[meta[i, M_IN_PORT]] and flags & (F_ARP | F_ICMP6):     # ARP / ND for a VTEP?
+            if flags & F_ARP:
+                res = neighbours.answer_arp(data, meta, i, meta[i, M_IN_PORT], tun, n_tun, neigh, nstate)
+            else:
+                res = neighbours.answer_nd(data, meta, i, meta[i, M_IN_PORT], tun, n_tun, neigh, nstate)
+            if res == 1:
+                meta[i, M_DROP] = drops.PUNTED     # answered in place: encap sends it back out
+            elif res == 2:
+                meta[i, M_DROP] = drops.VTEP_CONSUMED
+            continue
         if not (flags & F_UDP) or (flags & F_FRAG) or not (flags & (F_IPV4 | F_IPV6)):
             continue
         l3 = meta[i, M_L3]

@@ -32,12 +32,13 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_HASH, M_LEN, M_ORIGIN, M_START
+from softdpu.batch import M_DROP, M_HASH, M_IN_PORT, M_LEN, M_ORIGIN, M_START, M_TS
 from softdpu.headers import ethernet as eth
 from softdpu.headers import ipv4 as ip4
 from softdpu.headers import ipv6 as ip6
 from softdpu.headers import udp
 from softdpu.headers.bytes import be16, put16, put32, put48, u8
+from softdpu.stages.tunnel import neighbours
 from softdpu.stages.tunnel.table import (KIND_VXLAN, T_CSUM, T_DF, T_DST_PORT, T_FAMILY, T_KEY, T_KEY_FLOW,
                                          T_KIND, T_LOCAL_HI, T_LOCAL_LO, T_MTU, T_REMOTE_FLOW, T_REMOTE_HI,
                                          T_REMOTE_LO, T_SRC_MAC, T_TOS, T_TTL, T_UNDERLAY, TOS_INHERIT)
@@ -51,15 +52,6 @@ TUNNEL_HEADER_LEN = 8     # VXLAN, and Geneve without options
 def _put64(data, r, off, v):
     put32(data, r, off, (v >> 32) & 0xFFFFFFFF)
     put32(data, r, off + 4, v & 0xFFFFFFFF)
-
-
-@njit(alloc=False)
-def neighbour_mac(neigh, n_neigh, family, hi, lo):
-    """The MAC of a static neighbour, or -1."""
-    for k in range(n_neigh):
-        if neigh[k, 0] == family and neigh[k, 1] == hi and neigh[k, 2] == lo:
-            return neigh[k, 3]
-    return -1
 
 
 @njit(alloc=False)
@@ -83,7 +75,7 @@ def _inner_tos(data, r, start, length):
 
 
 @njit(alloc=False)
-def encap_row(data, meta, r, tun, t, tx, j, neigh, n_neigh, gopts, n_gopts):
+def encap_row(data, meta, r, tun, t, tx, j, neigh, nstate, gopts, n_gopts):
     """Wrap row r for tunnel t in place (meta M_START/M_LEN updated), with the tunnel fields of
     tx entry j.  -> 0, or a drop code."""
     key_flow = tx[j, 2]
@@ -114,7 +106,7 @@ def encap_row(data, meta, r, tun, t, tx, j, neigh, n_neigh, gopts, n_gopts):
     else:
         rhi = tun[t, T_REMOTE_HI]
         rlo = tun[t, T_REMOTE_LO]
-    mac = neighbour_mac(neigh, n_neigh, family, rhi, rlo)
+    mac = neighbours.lookup(neigh, nstate, family, rhi, rlo, meta[r, M_TS])
     if mac < 0:
         return drops.TUNNEL_NO_NEIGHBOR
     vni = (key_flow if tun[t, T_KEY_FLOW] else tun[t, T_KEY]) & 0xFFFFFF
@@ -185,6 +177,12 @@ def encap_row(data, meta, r, tun, t, tx, j, neigh, n_neigh, gopts, n_gopts):
     return 0
 
 
+@njit(alloc=False, inline=True)
+def _origin(meta, row, n):
+    """The packet row a tx row stands for (a request softdpu made: -1)."""
+    return row if row < n else meta[row, M_ORIGIN]
+
+
 @njit(alloc=False)
 def _copy_row(data, meta, src, dst):
     for m in range(meta.shape[1]):
@@ -195,10 +193,14 @@ def _copy_row(data, meta, src, dst):
 
 
 @njit(alloc=False)
-def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neigh, n_neigh, gopts, n_gopts,
-             refs, counters):
+def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neigh, nstate, resolve,
+             resolve_any, gopts, n_gopts, refs, counters):
     """Encapsulate the tx entries to tunnel ports.  clones[0]: clone rows used so far (updated).
-    refs: int64[rows, 2] scratch, all zero on entry and on return.  -> the new tx length."""
+    refs: int64[rows, 2] scratch, all zero on entry and on return.  -> the new tx length.
+
+    With `resolve` underlays: a copy with no neighbour asks for it (an ARP request / neighbour
+    solicitation in a clone row, sent in the copy's place), and packets the decapsulation
+    answered in place (M_DROP = punted) are sent back out of their port, in packet order."""
     for j in range(n_tx):                              # who uses each row, and each packet
         r = tx[j, 0]
         refs[r, 0] += 1
@@ -226,7 +228,26 @@ def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neig
                 clones[0] += 1
                 row = c
         if code == 0:
-            code = encap_row(data, meta, row, tun, t, tx, j, neigh, n_neigh, gopts, n_gopts)
+            code = encap_row(data, meta, row, tun, t, tx, j, neigh, nstate, gopts, n_gopts)
+            if code == drops.TUNNEL_NO_NEIGHBOR and resolve[tun[t, T_UNDERLAY]]:
+                c = clone_base + clones[0]
+                if row != r:
+                    c = row                            # the copy made for it is free again
+                elif c >= data.shape[0]:
+                    c = -1
+                if c >= 0:
+                    fam = tun[t, T_FAMILY]
+                    if tun[t, T_REMOTE_FLOW]:
+                        ahi, alo = np.int64(0), tx[j, 3] & 0xFFFFFFFF
+                    else:
+                        ahi, alo = tun[t, T_REMOTE_HI], tun[t, T_REMOTE_LO]
+                    if neighbours.solicit(data, meta, c, tun, t, fam, ahi, alo, neigh, nstate,
+                                          meta[origin, M_TS]):
+                        if c == clone_base + clones[0]:
+                            clones[0] += 1
+                        tx[out, 0] = c                 # the request goes where the copy would have
+                        tx[out, 1] = tun[t, T_UNDERLAY]
+                        out += 1
         if code == 0:
             if row == r:
                 refs[r, 0] = 0                         # wrapped in place: nobody else may use it
@@ -245,6 +266,20 @@ def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neig
             refs[origin, 1] -= 1
             if refs[origin, 1] == 0 and meta[origin, M_DROP] == 0:   # its last way out: dropped
                 meta[origin, M_DROP] = code
+    if resolve_any:
+        p = 0
+        for r in range(n):                             # ARP/ND the decapsulation answered in place,
+            if meta[r, M_DROP] != drops.PUNTED or out >= tx.shape[0]:   # in packet order
+                continue
+            while p < out and _origin(meta, tx[p, 0], n) <= r:
+                p += 1
+            for q in range(out, p, -1):
+                for col in range(tx.shape[1]):
+                    tx[q, col] = tx[q - 1, col]
+            meta[r, M_DROP] = 0
+            tx[p, 0] = r
+            tx[p, 1] = meta[r, M_IN_PORT]
+            out += 1
     for r in range(n):                                 # leave the scratch zeroed
         refs[r, 0] = 0
         refs[r, 1] = 0

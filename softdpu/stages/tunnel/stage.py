@@ -15,6 +15,7 @@ class Tunnels:
         self.counters = np.zeros((max(self.table.count, 1), C_COLS), np.int64)
         self.refs = np.zeros((rows, 2), np.int64)
         self.clones = np.zeros(1, np.int64)
+        self.resolve_any = bool(self.table.resolve.any())
 
     def __bool__(self):
         return bool(self.table)
@@ -22,7 +23,8 @@ class Tunnels:
     def decap(self, batch, drop_malformed):
         t = self.table
         return decap_batch(batch.data, batch.meta, batch.key, batch.n, t.underlay, t.tunnels, t.count,
-                           t.geneve_options, t.n_geneve_options, drop_malformed, self.counters)
+                           t.geneve_options, t.n_geneve_options, t.resolve, t.neighbours, t.nstate,
+                           drop_malformed, self.counters)
 
     def encap(self, batch, clones_used):
         """Wrap the tx entries to tunnel ports; clone rows from batch.size + clones_used on are free.
@@ -30,8 +32,9 @@ class Tunnels:
         t = self.table
         self.clones[0] = clones_used
         batch.n_tx = encap_tx(batch.data, batch.meta, batch.tx, batch.n_tx, batch.n, batch.size, self.clones,
-                              t.port_tunnel, t.tunnels, t.neighbours, t.n_neighbours, t.geneve_options,
-                              t.n_geneve_options, self.refs, self.counters)
+                              t.port_tunnel, t.tunnels, t.neighbours, t.nstate, t.resolve,
+                              self.resolve_any, t.geneve_options, t.n_geneve_options, self.refs,
+                              self.counters)
         return int(self.clones[0])
 
     def lines(self):

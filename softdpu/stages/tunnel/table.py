@@ -4,7 +4,9 @@
                              (hi, lo) 64-bit halves, IPv4 in lo)
     port_tunnel int64[65536] OpenFlow port -> tunnel row, -1 for other ports
     underlay int64[65536]    OpenFlow port -> 1 when a tunnel uses it
-    neighbours int64[N, 4]   (family, address hi, address lo, MAC): static next hops
+    neighbours int64[N, 6]   (family, address hi, address lo, MAC, last ARP/NS ns, known since): the static
+                             next hops, then learned ones (neighbours.py); nstate (used, static)
+    resolve int64[65536]     OpenFlow port -> 1 when it answers and asks ARP/ND (`resolve`)
     geneve_options int64[G, 4]  (class, type, data length, n): Geneve options <-> tun_metadataN
 
 A VTEP has few peers, so neighbours are searched linearly.
@@ -14,6 +16,8 @@ import ipaddress
 import numpy as np
 
 from softdpu.config_tunnels import TUNNEL_TYPES
+
+DYNAMIC = 256      # learned neighbours an underlay with `resolve` may keep
 
 KIND_VXLAN, KIND_GENEVE = 1, 2
 (T_OFPORT, T_KIND, T_UNDERLAY, T_FAMILY, T_LOCAL_HI, T_LOCAL_LO, T_REMOTE_HI, T_REMOTE_LO,
@@ -63,11 +67,16 @@ class TunnelTable:
             self.port_tunnel[p.ofport] = t
             self.underlay[under.ofport] = 1
         self.count = len(rows)
-        self.neighbours = np.zeros((max(len(neighbors), 1), 4), np.int64)
+        self.resolve = np.zeros(65536, np.int64)
+        for p in ports:
+            if p.type not in TUNNEL_TYPES and p.options.get("resolve"):
+                self.resolve[p.ofport] = 1
+        dynamic = DYNAMIC if self.resolve.any() else 0
+        self.neighbours = np.zeros((max(len(neighbors) + dynamic, 1), 6), np.int64)
         for k, (ip, mac) in enumerate(neighbors.items()):
             v = int(ip)
-            self.neighbours[k] = (ip.version, _i64(v >> 64), _i64(v & (2**64 - 1)), mac)
-        self.n_neighbours = len(neighbors)
+            self.neighbours[k] = (ip.version, _i64(v >> 64), _i64(v & (2**64 - 1)), mac, 0, -(1 << 62))
+        self.nstate = np.array([len(neighbors), len(neighbors)], np.int64)
         # Geneve options <-> tun_metadataN, in field order (the order options are sent in, as OVS)
         opts = sorted(geneve_options, key=lambda o: o[3])
         self.geneve_options = np.zeros((max(len(opts), 1), 4), np.int64)
