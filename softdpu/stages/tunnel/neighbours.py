@@ -40,6 +40,7 @@ NS_TYPE, NA_TYPE = 135, 136
 ARP_FRAME = 42
 NS_FRAME = 14 + 40 + 32
 FF02_HI = -0x00FE000000000000      # ff02:: (the high 64 bits as int64)
+ALL_NODES_MAC = 0x333300000001     # ff02::1's multicast MAC (RFC 2464)
 DYNAMIC = 256                      # learned entries beside the static ones
 
 
@@ -170,14 +171,15 @@ def answer_nd(data, meta, r, port, tun, n_tun, neigh, nstate):
     shi = np.int64(be64(data, r, l3 + ip6.OFF_SRC))
     slo = np.int64(be64(data, r, l3 + ip6.OFF_SRC + 8))
     asker = np.int64(be48(data, r, meta[r, M_START] + 6))
-    if mac >= 0 and (shi != 0 or slo != 0):
+    dad = shi == 0 and slo == 0                    # a duplicate address detection probe
+    if mac >= 0 and not dad:
         learn(neigh, nstate, 6, shi, slo, mac, meta[r, M_TS])
     mine = tun[t, T_SRC_MAC]
     s = meta[r, M_START]
-    put48(data, r, s, asker)
+    put48(data, r, s, ALL_NODES_MAC if dad else asker)
     put48(data, r, s + 6, mine)
-    if shi == 0 and slo == 0:                      # from the unspecified address: to all nodes
-        _put_addr6(data, r, l3 + ip6.OFF_DST, np.int64(FF02_HI), np.int64(1))
+    if dad:                                        # from the unspecified address: to all nodes,
+        _put_addr6(data, r, l3 + ip6.OFF_DST, np.int64(FF02_HI), np.int64(1))   # S clear (RFC 4861 7.2.4)
     else:
         _put_addr6(data, r, l3 + ip6.OFF_DST, shi, slo)
     _put_addr6(data, r, l3 + ip6.OFF_SRC, thi, tlo)
@@ -185,7 +187,7 @@ def answer_nd(data, meta, r, port, tun, n_tun, neigh, nstate):
     put32(data, r, l3, 0x60000000)
     put16(data, r, l3 + ip6.OFF_NEXT, (58 << 8) | 255)
     put16(data, r, l4, NA_TYPE << 8)
-    put32(data, r, l4 + 4, 0x60000000)              # solicited, override
+    put32(data, r, l4 + 4, 0x20000000 if dad else 0x60000000)   # (solicited,) override
     put16(data, r, l4 + 24, 0x0201)                 # target link-layer address option
     put48(data, r, l4 + 26, mine)
     _icmp6_checksum(data, r, l3, l4, 32)
