@@ -121,6 +121,8 @@ def answer_arp(data, meta, r, port, tun, n_tun, neigh, nstate):
         return 0
     sha = np.int64(be48(data, r, l3 + arp.OFF_SHA))
     spa = np.int64(be32(data, r, l3 + arp.OFF_SPA))
+    if spa == tpa:              # gratuitous: another host announcing (claiming) the VTEP address
+        return 0
     if spa != 0:
         learn(neigh, nstate, 4, 0, spa, sha, meta[r, M_TS])
     if op == arp.OP_REPLY:
