@@ -151,6 +151,13 @@ def answer_nd(data, meta, r, port, tun, n_tun, neigh, nstate):
     typ = u8(data, r, l4)
     if (typ != NS_TYPE and typ != NA_TYPE) or u8(data, r, l3 + ip6.OFF_HOP_LIMIT) != 255:
         return 0
+    icmp_len = l3 + 40 + be16(data, r, l3 + ip6.OFF_PAYLOAD_LEN) - l4
+    if u8(data, r, l4 + 1) != 0 or icmp_len < 24 or l4 + icmp_len > end:
+        return 0                                    # RFC 4861 7.1.1/7.1.2: code 0, 24 bytes or more,
+    acc = ip6.pseudo_sum(data, r, l3 + ip6.OFF_SRC, l3 + ip6.OFF_DST, 58, icmp_len)
+    if ip4.fold(ip4.ones_sum(data, r, l4, icmp_len, acc)) != 0xFFFF:
+        return 0                                    # and a valid checksum, or it is not ND to us
+    end = l4 + icmp_len                             # options end with the ICMPv6 message
     thi = np.int64(be64(data, r, l4 + 8))
     tlo = np.int64(be64(data, r, l4 + 16))
     mac = np.int64(-1)
