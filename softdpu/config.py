@@ -83,6 +83,8 @@ class PipelineConfig:
     ports: list = field(default_factory=list)
     neighbors: dict = field(default_factory=dict)   # ip address -> MAC (int), [[neighbor]]
     geneve_options: list = field(default_factory=list)  # [(class, type, len, tun_metadata n)]
+    conntrack_size: int = 1_000_000                 # [conntrack] size: connections ct() can track
+    conntrack_timeouts: object = None               # [conntrack.timeouts]: a CtTimeouts, or OVS's
 
     def port(self, name):
         for p in self.ports:
@@ -170,7 +172,7 @@ def _unknown(path, loc_line, table, known, got):
 def _validate(path, doc, loc):
     base = path.parent
     _unknown(path, lambda k: _top_line(loc, k), "",
-             {"pipeline", "port", "neighbor", "geneve_option"}, doc)
+             {"pipeline", "port", "neighbor", "geneve_option", "conntrack"}, doc)
     pipe = doc.get("pipeline")
     if pipe is None:
         raise ConfigError(path, "pipeline", "missing [pipeline] table")
@@ -226,6 +228,7 @@ def _validate(path, doc, loc):
     config_tunnels.resolve_underlays(path, cfg.ports, lambda k, key: loc.line("port", k, key))
     cfg.neighbors = config_tunnels.neighbours(path, doc, loc)
     cfg.geneve_options = config_tunnels.geneve_options(path, doc, loc)
+    _conntrack(path, doc, loc, cfg)
     return cfg
 
 
@@ -274,6 +277,36 @@ def _port(path, base, i, p, loc, names, numbers):
             raise ConfigError(path, f"port[{i}].input", f"no such file: {f}", line("input"))
         options["input"] = f
     return PortConfig(name, ofport, ptype, options)
+
+
+def _conntrack(path, doc, loc, cfg):
+    """[conntrack] size = N (default 1M), and [conntrack.timeouts] in seconds by OVS's
+    timeout-policy names (tcp_established = 3600, udp_first = 30, ...)."""
+    from softdpu.stages.conntrack.timeouts import CtTimeouts
+
+    ct = doc.get("conntrack")
+    if ct is None:
+        return
+    line = lambda key=None: loc.line("conntrack", key=key)  # noqa: E731
+    if not isinstance(ct, dict):
+        raise ConfigError(path, "conntrack", "expected a [conntrack] table", _top_line(loc, "conntrack"))
+    _unknown(path, line, "conntrack", {"size", "timeouts"}, ct)
+    if "size" in ct:
+        size = ct["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1 << 26:
+            raise ConfigError(path, "conntrack.size", f"expected a number of connections 1..{1 << 26}, got {size!r}",
+                              line("size"))
+        cfg.conntrack_size = size
+    if "timeouts" in ct:
+        t = ct["timeouts"]
+        where = loc.line("conntrack.timeouts") or line("timeouts")
+        if not isinstance(t, dict):
+            raise ConfigError(path, "conntrack.timeouts", "expected a table of timeouts in seconds", where)
+        try:
+            cfg.conntrack_timeouts = CtTimeouts.from_dict(t)
+        except (ValueError, TypeError) as e:
+            bad = next((k for k in t if k not in CtTimeouts.__dataclass_fields__), None)
+            raise ConfigError(path, f"conntrack.timeouts{'.' + bad if bad else ''}", str(e), where) from None
 
 
 def _vlan_options(path, i, p, line):

@@ -45,6 +45,9 @@ REASONS = (
     ("tunnel_ecn", "outer header marked CE (congestion) but the inner packet is not ECN-capable (RFC 6040)"),
     ("vtep_consumed", "ARP reply / neighbour advertisement to a VTEP address: learned by softdpu, not forwarded"),
     ("punted", "internal: a packet answered in place (ARP/ND) that was not sent; never expected"),
+    # conntrack
+    ("ct_full", "the connection table is full: ct(commit) of a new connection refused"),
+    ("recirc_limit", "more than 6 ct(table=N) recirculations for one packet"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -84,6 +87,8 @@ TUNNEL_NO_ROOM = CODE["tunnel_no_room"]
 TUNNEL_ECN = CODE["tunnel_ecn"]
 VTEP_CONSUMED = CODE["vtep_consumed"]
 PUNTED = CODE["punted"]
+CT_FULL = CODE["ct_full"]
+RECIRC_LIMIT = CODE["recirc_limit"]
 
 
 def describe(code):

@@ -35,7 +35,8 @@ class Dpu:
         ofports = [p.ofport for p in cfg.ports]
         self.port_index = port_index_table(ofports)
         self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports, mac_aging=cfg.mac_aging,
-                                          mac_table_size=cfg.mac_table_size)
+                                          mac_table_size=cfg.mac_table_size, ct_size=cfg.conntrack_size,
+                                          ct_timeouts=cfg.conntrack_timeouts, rows=cfg.batch)
         fanout = self.flows.max_outputs
         # rows for modified copies: one per tx entry, at most 4096 (8 MB of 2 kB slots)
         clones = min(cfg.batch * fanout, max(4096, cfg.batch)) if self.flows.rewrites else 0

@@ -257,6 +257,8 @@ def members_of(key):
                                                   "ct_zone", "ct_mark"] + [f"tun_metadata{n}" for n in range(4)]:
         if g(name):
             m[name] = full(name)
+    if g("ct_state"):
+        m["ct_state"] = (g("ct_state") & 0xFF, 0xFF)
     t = g("dl_type")
     if t in (0x0800, 0x86DD):
         proto = g("nw_proto")
@@ -384,6 +386,7 @@ class _Reader:
         self.datapath = []
         self.outputs = []
         self.steps = []                      # for JSON: one dict per table visited
+        self.ct_after = 0                    # ct_state the last ct() gave
 
     def port(self, p):
         name = self.names.get(p)
@@ -405,6 +408,11 @@ class _Reader:
                 out += self._effects(action_key, depth, action_step)
                 action_key = None
             if kind == tr.T_LOOKUP:
+                if e == 4:                          # a recirculation after ct(table=N)
+                    levels = {0: 0}
+                    c = 0
+                    state = _ct_state_text(self.ct_after)
+                    out += ["", f"    recirculation: the packet resumes at table {a} with ct_state={state}"]
                 # ofproto/trace nests a table only under a resubmit to a later table that is
                 # not the last action; the others print at the caller's level
                 if e == 2:
@@ -444,7 +452,7 @@ class _Reader:
             elif kind == tr.T_KEY:
                 self.key[a] = np.uint64(b & M64)
             else:
-                line = self._event(kind, a, b, c, d)
+                line = self._event(kind, a, b, c, d, e)
                 if line:
                     out.append(" " * (5 + 8 * depth) + "-> " + line)
                     if action_step is not None:
@@ -462,7 +470,7 @@ class _Reader:
                 step["effects"].append(text)
         return lines
 
-    def _event(self, kind, a, b, c, d):
+    def _event(self, kind, a, b, c, d, e=0):
         if kind == tr.T_OUTPUT:
             if b == 1:
                 now = self.key.copy()
@@ -494,6 +502,15 @@ class _Reader:
                 return f"reserved multicast destination {mac}, dropping (as OVS)"
             if a == tr.N_VLAN_REFUSED:
                 return f"port {self.names.get(c, c)} does not carry VLAN {b}, dropping"
+        if kind == tr.T_CT:
+            zone = f"zone={c}: " if c else ""
+            what = "committed, " if d & 1 else ""
+            text = (f"{zone}{what}ct_state {_ct_state_text(a)} -> {_ct_state_text(b)}")
+            # the flow now untracked until a recirculation; keep the running key as OVS shows it
+            self.ct_after = b
+            if e >= 0:
+                text += f"; a clone of the packet is forked to recirculate to table {e}"
+            return text
         if kind == tr.T_NOTE:
             if a == tr.NOTE_GUARD:
                 name = GUARD_NAMES.get(b, "l4_ports")
@@ -503,6 +520,12 @@ class _Reader:
             if a == tr.NOTE_RESUBMIT_LIMIT:
                 return f"resubmit limit reached (depth {b}, {c} resubmits): the packet is dropped"
         return f"record {kind} {a} {b} {c} {d}"
+
+
+def _ct_state_text(bits):
+    """ct_state bits as OVS prints a flow's: 'est|rpl|trk' (or '-trk' for none)."""
+    from softdpu.dump_flows import CT_STATE
+    return "|".join(n for b, n in enumerate(CT_STATE) if bits >> b & 1) or "-trk"
 
 
 def _when(ts_ns):

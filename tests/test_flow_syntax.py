@@ -120,7 +120,10 @@ BAD = [
     ("in_port=1,foo=2,actions=drop", 11, "foo=2", "unknown match field 'foo'; expected one of: table, priority"),
     ("tp_dst=80,actions=drop", 1, "tp_dst=80", "prerequisites not met: tp_dst needs tcp, udp"),
     ("icmp6,nd_target=::1,actions=drop", 7, "nd_target=::1", "match field 'nd_target' is not supported by softdpu yet"),
-    ("in_port=1,actions=ct(commit)", 19, "ct(commit)", "action 'ct' is not supported by softdpu yet"),
+    ("in_port=1,actions=ct(commit)", 19, "ct(commit)", "prerequisites not met: ct needs ip or ipv6 in the match"),
+    ("ip,actions=ct(commit,nat)", 12, "ct(commit,nat)", "ct nat: not supported by softdpu yet"),
+    ("ip,actions=ct(force)", 12, "ct(force)", "ct: 'force' needs 'commit'"),
+    ("ip,actions=controller", 12, "controller", "action 'controller' is not supported by softdpu yet"),
     ("actions=output:2,learn(table=1)", 18, "learn(table=1)", "action 'learn' is not supported"),
     ("table=1,actions=goto_table:1", 17, "goto_table:1", "OpenFlow only goes to a later table"),
     ("actions=goto_table:2,output:1", 22, "output:1", "instructions come last"),
@@ -325,4 +328,4 @@ def test_a_bad_flows_file_fails_dpu_construction(tmp_path):
     with pytest.raises(FlowSyntaxError) as info:
         Dpu.load(tmp_path / "p.toml")
     assert str(info.value).startswith(f"{(tmp_path / 'p.flows').resolve()}:2:19: ")
-    assert "'ct' is not supported" in str(info.value)
+    assert "ct needs ip or ipv6" in str(info.value)

@@ -14,7 +14,7 @@ G_* codes, tested on the key's dl_type / nw_proto / nw_frag / vlan_tci.
 """
 import re
 
-from softdpu.stages.flows import fields, prereqs, values
+from softdpu.stages.flows import ct_syntax, fields, prereqs, values
 
 # opcodes
 OP_OUTPUT = 1        # a = port
@@ -31,6 +31,9 @@ OP_DEC_TTL = 11
 OP_RESUBMIT = 12     # a = port (-1: in_port), b = table (-1: this table)
 OP_GOTO = 13         # a = table
 OP_NOP = 14
+OP_CT = 15           # a = commit 1 | force 2, b = zone (-1: from a field), c = zone field
+                     # word << 16 | shift, d = table to recirculate to (-1: none), e = ct_sets row (-1)
+OP_CT_CLEAR = 16
 OP_COLS = 6
 
 # guards
@@ -312,11 +315,11 @@ PARSERS = {
     "mod_tp_dst": lambda t: _int(t, 16), "dec_ttl": None, "set_field": _set_field, "load": _load,
     "move": _move, "set_tunnel": lambda t: _int(t, 64), "set_tunnel64": lambda t: _int(t, 64),
     "write_metadata": _masked_int(64), "resubmit": _resubmit, "goto_table": _table,
-    "clear_actions": None,
+    "clear_actions": None, "ct_clear": None,
 }
 # instructions, in the order OpenFlow requires them after the apply-actions list
 INSTRUCTIONS = {"clear_actions": 1, "write_metadata": 2, "goto_table": 3}
-NOT_YET = {"ct", "ct_clear", "controller", "local", "enqueue", "set_queue", "learn",
+NOT_YET = {"controller", "local", "enqueue", "set_queue", "learn",
            "conjunction", "note", "group", "write_actions", "meter", "exit", "multipath",
            "bundle", "sample", "push_mpls", "pop_mpls", "check_pkt_larger", "clone"}
 
@@ -330,6 +333,10 @@ def parse_action(text):
         return name, _resubmit("(" + arg)
     if name == "dec_ttl" and sep == "(":
         return name, None
+    if name == "ct":
+        if sep == ":":
+            raise ValueError("expected ct or ct(ARGUMENTS)")
+        return name, ct_syntax.parse(sep + arg)
     if name in PARSERS:
         parse = PARSERS[name]
         if parse is None:
@@ -404,6 +411,11 @@ def _rank_name(rank):
 def check_prereq(action, members):
     """set_field/load/move on a field the match does not guarantee: OVS refuses the flow."""
     names = []
+    if action.name == "ct":                     # OVS: ct needs the packet to be IP (OFPBAC_MATCH_INCONSISTENT)
+        v, m = members.get("dl_type", (0, 0))
+        if m != 0xFFFF or v not in (prereqs.IPV4, 0x86DD):
+            return "prerequisites not met: ct needs ip or ipv6 in the match"
+        return None
     if action.name == "mod_nw_ttl":             # OVS 3.x: a set_field of nw_ttl underneath
         names = ["nw_ttl"]
     elif action.name == "set_field":
@@ -458,10 +470,12 @@ def _set_ops(name, v, m):
     return ops
 
 
-def encode(actions, push_for_set_vlan=False, sources=None):
+def encode(actions, push_for_set_vlan=False, sources=None, ct_sets=None):
     """Actions -> list of op rows (opcode, a, b, c, d, e), values as Python ints (uint64 bits).
 
     sources: a list that gets, for each op row, the index of the action it came from.
+    ct_sets: a list that gets the (mark, label) of each ct(commit, exec(...)); its index is the
+    op's e (compile.py turns the list into the program's ct_sets array).
 
     push_for_set_vlan: mod_vlan_vid/mod_vlan_pcp push a tag first unless a push_vlan came
     before them in the list.  ovs-ofctl
@@ -471,7 +485,7 @@ def encode(actions, push_for_set_vlan=False, sources=None):
     ops = []
     for index, a in enumerate(actions):
         first = len(ops)
-        _encode_one(a, ops, push_for_set_vlan)
+        _encode_one(a, ops, push_for_set_vlan, ct_sets)
         if a.name in ("push_vlan", "mod_vlan_vid", "mod_vlan_pcp"):
             push_for_set_vlan = False                  # a tag is there from now on
         if sources is not None:
@@ -479,9 +493,24 @@ def encode(actions, push_for_set_vlan=False, sources=None):
     return ops
 
 
-def _encode_one(a, ops, push_for_set_vlan):
+def _encode_one(a, ops, push_for_set_vlan, ct_sets=None):
     """Append the op rows of one action."""
     n, x = a.name, a.arg
+    if n == "ct":
+        srow = -1
+        if x.mark is not None or x.label is not None:
+            srow = len(ct_sets)
+            ct_sets.append((x.mark or (0, 0), x.label or (0, 0)))
+        zone, src = x.zone, -1
+        if x.zone_field is not None:
+            (_, word, shift, _), = _segments(*x.zone_field)
+            zone, src = -1, (word << 16) | shift
+        ops.append((OP_CT, int(x.commit) | 2 * int(x.force), zone, src,
+                    -1 if x.table is None else x.table, srow))
+        return
+    if n == "ct_clear":
+        ops.append((OP_CT_CLEAR, 0, 0, 0, 0, 0))
+        return
     if n == "output":
         ops.append((OP_OUTPUT, x, 0, 0, 0, 0))
     elif n == "drop":

@@ -22,24 +22,27 @@ lists them) with Open vSwitch's semantics:
 """
 import numpy as np
 
-from softdpu.key import N_TUN_METADATA, U16, U32, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
+from softdpu.key import N_TUN_METADATA, U16, U32, U48, W_CT, W_CT_LABEL, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
+from softdpu.stages.conntrack.execute import O_INFO, OI_REFUSED, ct_clear, ct_execute
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN, M_TRACED, M_TS
 from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_IP_ANY,
                                                 G_IP_ANY_OR_ARP, G_IPV4, G_IPV4_OR_ARP, G_IPV6,
                                                 G_L4, G_L4_PORTS, G_NONE, G_SCTP, G_TCP, G_UDP,
-                                                G_VLAN, OP_DEC_TTL, OP_DROP, OP_FLOOD, OP_GOTO, OP_IN_PORT,
+                                                G_VLAN, OP_CT, OP_CT_CLEAR, OP_DEC_TTL, OP_DROP, OP_FLOOD,
+                                                OP_GOTO, OP_IN_PORT,
                                                 OP_MOVE, OP_NORMAL, OP_OUTPUT, OP_POP_VLAN,
                                                 OP_PUSH_VLAN, OP_RESUBMIT, OP_SET, OP_SET_VLAN)
 from softdpu.stages.flows.classify import lookup
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
                                           S_LOST_TX, S_NTX, emit, normal, push_tx, snapshot)
 from softdpu.stages.flows.trace_records import (NOTE_GUARD, NOTE_RESUBMIT_LIMIT, NOTE_TTL_EXPIRED, T_ACTION,
-                                                T_KEY, T_LOOKUP, T_NOTE, T_OUTPUT, record)
+                                                T_CT, T_KEY, T_LOOKUP, T_NOTE, T_OUTPUT, record)
 
 MAX_DEPTH = 64
 MAX_RESUBMITS = 4096
+MAX_RECIRC = 6         # ct(table=N) passes per packet (OVS's datapath recirculation limit)
 FFFF = np.uint64(0xFFFF)
 
 
@@ -91,7 +94,7 @@ def _bits(n):
 
 @njit(alloc=False)  # no reference counting around the inlined lookup (5x slower with it)
 def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
-                n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns):
+                n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns, ct):
     """Interpret the flow tables over packets 0..n-1 (clone rows from row state[S_CLONE_BASE] on).
 
     A rule of plain outputs runs here (the common case, kept small so the
@@ -118,7 +121,7 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
         if traced or act[r, 2] == 0:
             state[S_NTX] = n_tx
             _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops,
-                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns)
+                       portinfo, n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns, ct)
             n_tx = state[S_NTX]
             continue
         if act[r, 2] == 2:                     # actions=normal: the L2 switch, no interpreter
@@ -158,7 +161,7 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
 
 @njit(alloc=False)
 def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, act, ops, portinfo,
-               n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns):
+               n_packets, n_bytes, cache, gen, trunks, macs, state, stack, trace, used_ns, ct):
     """Run packet i from its table-0 rule r (already counted) with every action kind."""
     traced = meta[i, M_TRACED] != 0
     clone_base = state[S_CLONE_BASE]
@@ -178,6 +181,14 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
     end = k + act[r, 1]
     t = np.int64(0)   # its table
     lport = np.int64(-1)  # its in_port for resubmit(port, ...), -1 unchanged
+    fatal_code = drops.RESUBMIT_DEPTH
+    # conntrack: the packet's ct state as the datapath holds it (the flow's ct fields are
+    # cleared after each ct(), as OVS's translation does), and a pending recirculation
+    md_ct = key[i, W_CT]
+    md_hi = key[i, W_CT_LABEL]
+    md_lo = key[i, W_CT_LABEL + 1]
+    recirc = np.int64(-1)
+    recircs = 0
     while True:
         if pending != 0:                   # the one lookup site (inlined once)
             w0 = key[i, 0]
@@ -188,10 +199,10 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 key[i, 0] = w0
             if traced:
                 record(trace, state, i, T_LOOKUP, t, r, sp + 1 if pending == 2 else sp, lport,
-                       2 + deep if pending == 2 else 1)
+                       2 + deep if pending == 2 else (4 if pending == 4 else 1))
             if r < 0:
                 reason = drops.NO_MATCH
-                if pending == 1:
+                if pending == 1 or pending == 4:
                     k = end                # a miss ends this action list (nothing after goto)
                 pending = 0
                 continue
@@ -212,7 +223,24 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             continue
         if k >= end:
             if sp == 0:
-                break
+                if recirc < 0:
+                    break
+                recircs += 1                 # ct(table=N): a new pass from table N, ct fields set
+                if recircs > MAX_RECIRC:
+                    fatal = True
+                    fatal_code = drops.RECIRC_LIMIT
+                    break
+                key[i, W_CT] = md_ct
+                key[i, W_CT_LABEL] = md_hi
+                key[i, W_CT_LABEL + 1] = md_lo
+                t = recirc
+                recirc = -1
+                lport = -1
+                deep = 0
+                depth = 0
+                resubmits = 0
+                pending = 4
+                continue
             sp -= 1
             k = stack[sp, 0]
             end = stack[sp, 1]
@@ -331,6 +359,38 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                         record(trace, state, i, T_KEY, 4, np.int64(key[i, 4]), 0, 0, 0)
             elif traced:
                 record(trace, state, i, T_NOTE, NOTE_GUARD, G_IP_ANY, 0, 0, 0)
+        elif op == OP_CT:
+            zone = ops[k - 1, 2]
+            if zone < 0:                   # from a field: word << 16 | shift
+                src = ops[k - 1, 3]
+                zone = np.int64((key[i, src >> 16] >> np.uint64(src & 0xFFFF)) & FFFF)
+            before = np.int64(md_ct >> U48)
+            key[i, W_CT] = md_ct
+            key[i, W_CT_LABEL] = md_hi
+            key[i, W_CT_LABEL + 1] = md_lo
+            cs = ct_execute(ct[0], ct[1], ct[2], ct[3], ct[4], data, meta, key, ct[5], i, zone,
+                            (a & 1) != 0, (a & 2) != 0, ct[6], ops[k - 1, 5], meta[i, M_TS])
+            md_ct = key[i, W_CT]
+            md_hi = key[i, W_CT_LABEL]
+            md_lo = key[i, W_CT_LABEL + 1]
+            key[i, W_CT] = 0               # the rest of this pass sees an untracked packet (OVS)
+            key[i, W_CT_LABEL] = 0
+            key[i, W_CT_LABEL + 1] = 0
+            if traced:
+                record(trace, state, i, T_CT, before, cs, zone, a, ops[k - 1, 4])
+            if ct[5][i, O_INFO] & OI_REFUSED:
+                fatal = True               # the table is full: the new connection is refused
+                fatal_code = drops.CT_FULL
+                break
+            if ops[k - 1, 4] >= 0:
+                recirc = ops[k - 1, 4]
+        elif op == OP_CT_CLEAR:
+            md_ct = np.uint64(0)
+            md_hi = np.uint64(0)
+            md_lo = np.uint64(0)
+            ct_clear(key, ct[5], i)
+            if traced:
+                record(trace, state, i, T_KEY, W_CT, 0, 0, 0, 0)
         elif op == OP_MOVE:
             nb = ops[k - 1, 5]
             m = _bits(nb)
@@ -343,7 +403,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
     if fatal:
         state[S_NTX] = tx0
         state[S_CLONES] = clones0
-        meta[i, M_DROP] = drops.RESUBMIT_DEPTH
+        meta[i, M_DROP] = fatal_code
     elif sent == 0:
         meta[i, M_DROP] = reason
 

@@ -43,6 +43,7 @@ class FlowProgram:
     tss_words: np.ndarray       # uint64[NW, 4]: (word, mask, hash keys) per subtable word
     tss_slots: np.ndarray       # uint64[P]: every subtable's tags and entries
     op_action: list = None      # op row k -> index into its rule's actions (for trace)
+    ct_sets: np.ndarray = None  # uint64[K, 6]: (mark, mask, label hi, lo, mask hi, lo) per ct exec
 
 
 def _place(mask, value, r, name, v, m):
@@ -52,6 +53,15 @@ def _place(mask, value, r, name, v, m):
         raise AssertionError(f"{name}={v:#x}/{m:#x} does not fit the {f.bits}-bit key field")
     mask[r, f.word] |= np.uint64(m << f.shift)
     value[r, f.word] |= np.uint64((v & m) << f.shift)
+
+
+def _ct_sets(sets):
+    """[((mark, mask), (label, mask))] -> the uint64[K, 6] rows execute.ct_execute reads."""
+    rows = np.zeros((max(len(sets), 1), 6), np.uint64)
+    m64 = (1 << 64) - 1
+    for k, ((mv, mm), (lv, lm)) in enumerate(sets):
+        rows[k] = (mv, mm, lv >> 64, lv & m64, lm >> 64, lm & m64)
+    return rows
 
 
 def identity(rule):
@@ -75,12 +85,13 @@ def compile_rules(rules):
     act = np.zeros((max(n, 1), 3), np.int64)
     ops = []
     op_action = []
+    ct_sets = []
     bounds = np.zeros((N_TABLES, 2), np.int64)
     of11 = needs_openflow11(ordered)
     for r, rule in enumerate(ordered):
         for name, (v, m) in rule.match.items():
             _place(mask, value, r, name, v, m)
-        rows = encode(rule.actions, of11 and not vlan_in_match(rule.members), sources=op_action)
+        rows = encode(rule.actions, of11 and not vlan_in_match(rule.members), sources=op_action, ct_sets=ct_sets)
         simple = 2 if [row[0] for row in rows] == [OP_NORMAL] else all(row[0] == OP_OUTPUT for row in rows)
         act[r] = (len(ops), len(rows), simple)
         ops += rows
@@ -91,4 +102,5 @@ def compile_rules(rules):
                if ops else np.zeros((1, OP_COLS), np.int64))
     tss = tuple_space.build(mask[:n], value[:n], bounds)
     return FlowProgram(ordered, mask, value, bounds, act, ops_arr,
-                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64), *tss, op_action)
+                       np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64), *tss, op_action,
+                       _ct_sets(ct_sets))

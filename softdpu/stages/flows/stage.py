@@ -15,7 +15,11 @@ from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_A
                                           S_NTX)
 from softdpu.stages.flows.syntax import parse_file
 from softdpu.stages.flows.trace_records import RECORDS, S_TRACE_LOST, S_TRACE_N, T_OUTPUT
+from softdpu.stages.conntrack.stage import Conntrack
+from softdpu.stages.conntrack.table import ct_sweep
 from softdpu.stages.l2 import DEFAULT_AGING_S, DEFAULT_MAX_ENTRIES, MacTable, port_vlan_arrays
+
+DEFAULT_CT_SIZE = 1_000_000     # connections, as the issue asks (about 176 MB when ct() is used)
 
 
 class _Port:
@@ -31,7 +35,8 @@ class FlowTables:
     OpenFlow port numbers (trunks carrying every VLAN)."""
 
     def __init__(self, rules, ofports=None, cache_entries=DEFAULT_ENTRIES, ports=None,
-                 mac_table_size=DEFAULT_MAX_ENTRIES, mac_aging=DEFAULT_AGING_S):
+                 mac_table_size=DEFAULT_MAX_ENTRIES, mac_aging=DEFAULT_AGING_S, ct_size=DEFAULT_CT_SIZE,
+                 ct_timeouts=None, rows=512):
         if ports is None:
             ports = [_Port(p) for p in ofports]
         self.ports = list(ports)
@@ -58,6 +63,10 @@ class FlowTables:
         self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
         self.stack = np.zeros((MAX_RESUBMITS + 1, 4), np.int64)   # (next op, end, table, depth) frames
         self.trace = np.zeros((RECORDS, 7), np.int64)   # records of traced packets (trace_records.py)
+        # the connection table of ct(): full size only when the flows use it
+        self.ct_size, self.ct_timeouts, self.rows = ct_size, ct_timeouts, rows
+        self.conntrack = None
+        self._ensure_conntrack(rules)
         # can a packet be modified before an output (then the batch needs clone rows)?
         plain = {"output", "drop", "in_port", "flood", "all", "resubmit", "goto_table", "clear_actions",
                  "write_metadata", "set_tunnel", "set_tunnel64"}
@@ -102,6 +111,7 @@ class FlowTables:
         The rules are added at the capture clock's current time (their timeouts count from it).
         """
         self._install(compile_rules(rules))
+        self._ensure_conntrack(rules)
 
     def add_rules(self, rules):
         """As ovs-ofctl add-flow: a new rule replaces one with the same table, priority and match
@@ -111,6 +121,7 @@ class FlowTables:
         old = self.program
         kept = [r for r in old.rules if identity(r) not in new]
         self._install(compile_rules(kept + list(rules)), keep=old)
+        self._ensure_conntrack(self.program.rules)
 
     def _install(self, program, keep=None):
         """Run `program` from now on (the flow cache invalidated); its rules that are also in
@@ -192,7 +203,8 @@ class FlowTables:
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
                                  self.trunks, self.macs.entries, self.state, self.stack, self.trace,
-                                 self.used_ns)
+                                 self.used_ns, self._ct_args(batch, 0))
+        self._ct_sweep(batch)
 
     def _run_all(self, batch):
         """The kernel over the whole batch (run() without its checks)."""
@@ -202,7 +214,8 @@ class FlowTables:
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
                                  self.trunks, self.macs.entries, self.state, self.stack, self.trace,
-                                 self.used_ns)
+                                 self.used_ns, self._ct_args(batch, 0))
+        self._ct_sweep(batch)
 
     def _run_timed(self, batch):
         """run() while some rule has a timeout: the batch in pieces split at deadlines (timeouts.py)."""
@@ -252,7 +265,8 @@ class FlowTables:
         k = run_actions(batch.data[lo:], batch.meta[lo:], batch.key[lo:], batch.orig[lo:], hi - lo,
                         batch.tx[n_tx:], p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                         p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
-                        self.trunks, self.macs.entries, state, self.stack, self.trace, self.used_ns)
+                        self.trunks, self.macs.entries, state, self.stack, self.trace, self.used_ns,
+                        self._ct_args(batch, lo))
         c = int(state[S_CLONES])
         if lo:
             batch.tx[n_tx: n_tx + k, 0] += lo
@@ -263,6 +277,26 @@ class FlowTables:
             out = rec[:, 1] == T_OUTPUT
             rec[out, 4] += np.where(rec[out, 4] >= 0, lo, 0)
         return int(k), c
+
+    def _ensure_conntrack(self, rules):
+        uses = any(a.name in ("ct", "ct_clear") for r in rules for a in r.actions)
+        if self.conntrack is None or (uses and self.conntrack.table.max_entries < self.ct_size):
+            self.conntrack = Conntrack(self.ct_size if uses else 1, self.ct_timeouts, rows=self.rows)
+        self.uses_ct = uses
+
+    def _ct_args(self, batch, lo):
+        """The conntrack tuple the kernel takes (table arrays, per-row scratch from row lo, ct exec
+        values); a batch's packets enter with no cached connection."""
+        ct = self.conntrack
+        if self.uses_ct and lo == 0:
+            ct.out[: batch.n] = 0
+        return (*ct.table.arrays, ct.out[lo:], self.program.ct_sets)
+
+    def _ct_sweep(self, batch):
+        """Reclaim expired connections: a bounded piece of the table per batch."""
+        if self.uses_ct and batch.n:
+            t = self.conntrack.table
+            ct_sweep(*t.arrays, int(batch.meta[: batch.n, M_TS].max()), self.conntrack.sweep_budget)
 
     def take_trace(self):
         """The trace records of the last batch (a copy), and how many were lost; resets the buffer."""

@@ -11,13 +11,14 @@ A record is one int64[7] row of the stage's trace buffer:
   T_LOOKUP   a table, b rule (-1: no match), c depth, d lookup in_port (-1: the packet's),
              e how it was reached: 0 the first lookup, 1 a tail call (goto_table, or
              resubmit as the last action), 2 a resubmit to a later table, 3 to the same
-             or an earlier one
+             or an earlier one, 4 a recirculation after ct(table=N)
   T_ACTION   a op row, b depth                        (before the op runs)
   T_KEY      a key word, b its new value (uint64 bits) (after an op changed it)
   T_OUTPUT   a port, b 1 sent / 0 skipped (the in_port) / a drop code, c the row sent,
              d 0, or from normal 1 + the outer VLAN TCI the copy leaves with
   T_NORMAL   a event (N_*), b VLAN, c port, d MAC
   T_NOTE     a note (NOTE_*), b detail
+  T_CT       a ct_state before, b after, c zone, d commit 1 | force 2, e recirculation table (-1)
 
 The buffer's fill level and the records lost for want of room live in the
 stage's state array (S_TRACE_N, S_TRACE_LOST); trace.py reads and resets them
@@ -25,7 +26,7 @@ after each batch.
 """
 from softdpu._jit import njit
 
-T_LOOKUP, T_ACTION, T_KEY, T_OUTPUT, T_NORMAL, T_NOTE = range(1, 7)
+T_LOOKUP, T_ACTION, T_KEY, T_OUTPUT, T_NORMAL, T_NOTE, T_CT = range(1, 8)
 
 # normal's events
 N_LEARNED = 1        # a new or moved (VLAN, MAC) -> port
