@@ -66,6 +66,7 @@ class FlowTables:
         # the connection table of ct(): full size only when the flows use it
         self.ct_size, self.ct_timeouts, self.rows = ct_size, ct_timeouts, rows
         self.conntrack = None
+        self._ct_tuple = None        # the kernel's conntrack argument while the flows use no ct()
         self._ensure_conntrack(rules)
         # can a packet be modified before an output (then the batch needs clone rows)?
         plain = {"output", "drop", "in_port", "flood", "all", "resubmit", "goto_table", "clear_actions",
@@ -288,7 +289,11 @@ class FlowTables:
         """The conntrack tuple the kernel takes (table arrays, per-row scratch from row lo, ct exec
         values); a batch's packets enter with no cached connection."""
         ct = self.conntrack
-        if self.uses_ct and lo == 0:
+        if not self.uses_ct:
+            if self._ct_tuple is None or self._ct_tuple[6] is not self.program.ct_sets:
+                self._ct_tuple = (*ct.table.arrays, ct.out, self.program.ct_sets)
+            return self._ct_tuple
+        if lo == 0:
             ct.out[: batch.n] = 0
         return (*ct.table.arrays, ct.out[lo:], self.program.ct_sets)
 
