@@ -3,6 +3,7 @@
   softdpu run PIPELINE [--in PORT=FILE ...] [--out-dir DIR] [--batch N]
   softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
   softdpu trace PIPELINE [--in PORT=FILE ...] [--packet N|N-M ...] [--json]
+  softdpu dump-conntrack PIPELINE [--in PORT=FILE ...] [--zone N] [-s]
 
 Errors a user can fix (bad pipeline file, bad flow line, bad capture) print
 as one line, `softdpu: error: ...`, and exit with status 2.
@@ -76,6 +77,14 @@ def build_parser():
                                              "number for one input) or packets N to M; default: all")
     trace.add_argument("--json", action="store_true", help="print the traces as a JSON list")
     trace.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
+    dct = sub.add_parser("dump-conntrack", help="run the inputs, then print the connection table as "
+                                               "ovs-appctl dpctl/dump-conntrack does")
+    dct.add_argument("pipeline", help="the pipeline file (.toml)")
+    dct.add_argument("--in", dest="inputs", action="append", type=_port_file, default=[],
+                     metavar="PORT=FILE", help="input capture for a port (replaces the file's default)")
+    dct.add_argument("--zone", type=int, default=None, metavar="N", help="only connections of zone N")
+    dct.add_argument("-s", "--stats", action="store_true", help="also packets, bytes and expiry per connection")
+    dct.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
     return ap
 
 
@@ -188,11 +197,44 @@ def cmd_trace(args, out):
     return 0
 
 
+def cmd_dump_conntrack(args, out):
+    import re
+    import tempfile
+
+    from softdpu.batch import M_TS
+
+    if args.zone is not None and not 0 <= args.zone <= 65535:
+        raise SoftdpuError(f"--zone: expected 0..65535, got {args.zone}")
+    cfg, dpu = _dpu(args)
+    last = [0]
+    process = dpu.process
+
+    def timed(batch):
+        if batch.n:
+            last[0] = max(last[0], int(batch.meta[: batch.n, M_TS].max()))
+        process(batch)
+    dpu.process = timed
+    warn = lambda m: print(f"softdpu: warning: {m}", file=sys.stderr)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="softdpu-") as d:
+        dpu.run_pcaps(dict(args.inputs), Path(d), warn=warn)
+    if not dpu.flows.uses_ct:
+        print(f"softdpu: note: {cfg.flows.name} has no ct() action: no connections are tracked", file=sys.stderr)
+    for line in dpu.flows.conntrack.dump(last[0]):
+        zone = re.search(r",zone=(\d+)", line)
+        if args.zone is not None and int(zone.group(1) if zone else 0) != args.zone:
+            continue
+        if not args.stats:
+            line = line.split(" packets=")[0]
+        print(line, file=out)
+    return 0
+
+
 def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace}[args.command](args, out)
+        return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace,
+                "dump-conntrack": cmd_dump_conntrack}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
         return 2
