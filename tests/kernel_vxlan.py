@@ -32,7 +32,8 @@ What is built (all of it in two network namespaces named
 (00:00:00:00:00:00 dst PEER_IP self permanent, the same as `bridge fdb append
 00:00:00:00:00:00 dev vx0 dst PEER_IP`), so every overlay destination is sent
 to PEER_IP; `fdb_append` adds more.  The static underlay neighbour means the
-kernel never ARPs/NDs on the underlay; `neigh_add` makes static overlay
+kernel never ARPs/NDs on the underlay (underlay_neigh=False leaves it out: then
+the kernel resolves PEER_IP itself; `neighbour(ip)` shows its entry); `neigh_add` makes static overlay
 entries so the kernel does not ARP through the tunnel either.  PEER_MAC is the
 MAC of p0 unless given.  Ends: on exit (normal, exception, or a setup that
 failed half way) every socket is closed and both namespaces are removed; the
@@ -137,6 +138,10 @@ ETHTOOL_STXCSUM = 0x00000017
 IFA_F_NODAD = 0x02
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+NUD_NAMES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
+             0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -276,7 +281,7 @@ class KernelVtep:
     def __init__(self, name_prefix="kv", local_ip=None, peer_ip=None, vni=5000, dst_port=4789,
                  overlay_ip="10.10.0.2/24", family=4, udp_csum=None, udp6_zero_csum_tx=None,
                  udp6_zero_csum_rx=None, src_port_range=None, ttl=None, tos=None, learning=False,
-                 peer_mac=None, underlay_prefix=None):
+                 peer_mac=None, underlay_prefix=None, underlay_neigh=True):
         if family not in (4, 6):
             raise ValueError("family must be 4 or 6")
         self.family = family
@@ -296,6 +301,7 @@ class KernelVtep:
                             udp6_zero_csum_rx=udp6_zero_csum_rx, src_port_range=src_port_range,
                             ttl=ttl, tos=tos, learning=learning)
         self.peer_mac = peer_mac
+        self.underlay_neigh = underlay_neigh   # False: no static neighbour for PEER_IP, the kernel ARPs/NDs
         suffix = secrets.token_hex(3)
         self.kns = f"{name_prefix}-{suffix}-k"
         self.sns = f"{name_prefix}-{suffix}-s"
@@ -418,8 +424,9 @@ class KernelVtep:
         lo_idx = self._index("lo")
         for idx in (lo_idx, u_idx, x_idx):
             ipr.link("set", index=idx, state="up")
-        ipr.neigh("add", dst=self.peer_ip, lladdr=self.peer_mac, ifindex=u_idx,
-                  state=NUD_PERMANENT)
+        if self.underlay_neigh:
+            ipr.neigh("add", dst=self.peer_ip, lladdr=self.peer_mac, ifindex=u_idx,
+                      state=NUD_PERMANENT)
 
         self.underlay_mac = ipr.get_links(u_idx)[0].get_attr("IFLA_ADDRESS")
         self.vxlan_mac = ipr.get_links(x_idx)[0].get_attr("IFLA_ADDRESS")
@@ -468,6 +475,38 @@ class KernelVtep:
         """Static (permanent) neighbour in the kernel namespace; dev defaults to the vxlan device."""
         self._ipr.neigh("add", dst=ip, lladdr=mac, ifindex=self._index(dev or self.K_VXLAN),
                         state=NUD_PERMANENT)
+
+    def neighbour(self, ip, dev=None):
+        """The kernel's neighbour entry for ip on dev (default: the underlay u0) as
+        (lladdr or None, state names such as ["REACHABLE"]), or None without an entry."""
+        idx = self._index(dev or self.K_UNDERLAY)
+        want = ipaddress.ip_address(ip)
+        for e in self._ipr.get_neighbours(family=socket.AF_INET if want.version == 4 else socket.AF_INET6):
+            if e["ifindex"] != idx or ipaddress.ip_address(e.get_attr("NDA_DST")) != want:
+                continue
+            state = e["state"]
+            names = [n for bit, n in NUD_NAMES.items() if state & bit]
+            return e.get_attr("NDA_LLADDR"), names
+        return None
+
+    def sysctl(self, settings):
+        """Write [(path under /proc/sys/net, value)] in the kernel namespace."""
+        _write_sysctls(self.kns, settings)
+
+    def addr_add(self, ip, prefixlen, dev=None, nodad=True):
+        """Another address on dev (default: the underlay u0); nodad=False lets IPv6 DAD run."""
+        flags = {"flags": IFA_F_NODAD} if nodad and ipaddress.ip_address(ip).version == 6 else {}
+        self._ipr.addr("add", index=self._index(dev or self.K_UNDERLAY), address=ip, prefixlen=prefixlen,
+                       **flags)
+
+    def addr_flags(self, ip, dev=None):
+        """The IFA flags of an address on dev (default u0), or None if it is not there."""
+        idx = self._index(dev or self.K_UNDERLAY)
+        want = ipaddress.ip_address(ip)
+        for a in self._ipr.get_addr(index=idx):
+            if ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) == want:
+                return a.get_attr("IFA_FLAGS") if a.get_attr("IFA_FLAGS") is not None else a["flags"]
+        return None
 
     def fdb_append(self, mac, dst):
         """`bridge fdb append MAC dev vx0 dst DST` (static, self)."""
