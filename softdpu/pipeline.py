@@ -64,6 +64,8 @@ class Dpu:
                              f"Dpu was sized for ({self.batch.size}, fanout {self.flows.max_outputs}); "
                              f"use dpu.batch")
         self.parse.run(batch)
+        if self.tracer is not None:
+            self.tracer.after_parse(batch)
         if self.tunnels:
             self.tunnels.decap(batch, self.config.drop_malformed)
         if self.tracer is not None:

@@ -96,11 +96,17 @@ class Tracer:
         """Every chosen packet has been traced (there is no need to read further)."""
         return self.wanted is not None and (len(self.wanted) == 0 or self.seen >= self.wanted[-1])
 
-    def before_flows(self, batch):
+    def after_parse(self, batch):
+        """Before the tunnel stage may rewrite them: which rows are traced, and what they were."""
         n = batch.n
-        numbers = np.arange(self.seen + 1, self.seen + n + 1)
+        self._numbers = np.arange(self.seen + 1, self.seen + n + 1)
         self.seen += n
-        rows = np.arange(n) if self.wanted is None else np.flatnonzero(np.isin(numbers, self.wanted))
+        self._rows = (np.arange(n) if self.wanted is None
+                      else np.flatnonzero(np.isin(self._numbers, self.wanted)))
+        self._nd = {int(i): _nd_text(batch, i) for i in self._rows}
+
+    def before_flows(self, batch):
+        numbers, rows = self._numbers, self._rows
         self.dpu.flows.take_trace()                       # start from an empty buffer
         batch.meta[rows, M_TRACED] = 1
         m = batch.meta
@@ -111,8 +117,7 @@ class Tracer:
         for i, t in zip(rows, self._pending):
             t.decap = self._decap_text(batch, i)
             t.first_fragment_ports = _first_fragment_ports(batch, i)
-            t.nd = _nd_text(batch, i)
-        self._rows = rows
+            t.nd = self._nd[int(i)]
         self._dropped_before = {int(i): int(m[i, M_DROP]) for i in rows}
 
     def _decap_text(self, batch, i):
@@ -549,6 +554,14 @@ def explain(trace, program, names, bridge="softdpu"):
         lines.append(f"Malformed: {name} ({why}); the fields after it are left out, as Open vSwitch does")
         doc["malformed"] = name
     before = trace.dropped_before_flows
+    if before == drops.PUNTED:                      # the tunnel stage answered it (ARP / ND)
+        back = [names.get(p, f"port {p}") for p, _, _ in (trace.wire or [])]
+        lines += ["", f"Answered by softdpu for its VTEP address (ARP/ND): the reply leaves by "
+                      f"{', '.join(back) or trace.port_name}; the packet does not reach the flow tables",
+                  f"Result: sent to {', '.join(back) or '(nothing)'}"]
+        doc.update(steps=[], outputs=[], drop=None, answered=True,
+                   wire=[{"ofport": p, "port": names.get(p), "bytes": n} for p, n, _ in (trace.wire or [])])
+        return lines, doc
     if before:
         name, why = drops.describe(before)
         lines += ["", f"Result: dropped before the flow tables: {name} ({why})"]

@@ -15,7 +15,7 @@ against independent oracles:
       the first copy dropped (tunnel_no_neighbor), later ones encapsulated once the answer is
       in, answers in packet order, the same for batch sizes 1, 3 and 256; rx == left +
       dropped; the dynamic table full; `softdpu trace` of these packets (two trace.py
-      defects pinned as strict xfails);
+      defects once pinned as strict xfails, fixed since);
   (3) the Linux kernel (tests/kernel_vxlan.py, without the static underlay neighbour) as the
       peer, IPv4 and IPv6 underlays: its own ARP request / solicitation for softdpu's VTEP
       (byte for byte the format softdpu asks with) answered by softdpu teaches it softdpu's MAC
@@ -487,9 +487,6 @@ def test_trace_reads_sensibly(tmp_path, family):
     assert all(docs[k]["drop"] is None and docs[k]["wire"][0]["port"] == "uplink" for k in (3, 4, 6, 7))
 
 
-@pytest.mark.xfail(strict=True, reason="trace.py: an ARP request / solicitation answered in place is shown as "
-                   "'dropped before the flow tables: punted (internal: ... not sent; never expected)' although "
-                   "the answer left by the underlay (decap marks it punted before the tracer looks; encap sends it)")
 @pytest.mark.parametrize("family", [4, 6])
 def test_trace_answered_request(tmp_path, family):
     b = trace_blocks(tmp_path, family)[5]
@@ -497,9 +494,6 @@ def test_trace_answered_request(tmp_path, family):
     assert "uplink" in b.split("Result:")[1], b
 
 
-@pytest.mark.xfail(strict=True, reason="trace.py reads the ND fields from the packet bytes after the "
-                   "decapsulation stage rewrote the solicitation into the advertisement in place: the Flow "
-                   "line shows nd_sll=00:00:00:00:00:00,nd_tll=<softdpu's MAC> for a solicitation")
 def test_trace_solicitation_flow_as_received(tmp_path):
     b = trace_blocks(tmp_path, 6)[5]
     flow = next(line for line in b.splitlines() if line.startswith("Flow: "))

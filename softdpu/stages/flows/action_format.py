@@ -189,6 +189,26 @@ def _resubmit(arg):
     return f"resubmit({'' if port < 0 else port},{table})"
 
 
+def _ct(x):
+    """ct(...) as OVS prints it: commit, force, table=, zone=, exec(loads) (format_CT)."""
+    parts = (["commit"] if x.commit else []) + (["force"] if x.force else [])
+    if x.table is not None:
+        parts.append(f"table={x.table}")
+    if x.zone_field is not None:
+        name, lo, bits = x.zone_field
+        parts.append(f"zone={subfield(ovs_name(name), lo, bits, width(name))}")
+    elif x.zone:
+        parts.append(f"zone={x.zone}")
+    sets = []
+    if x.mark is not None:
+        sets += loads("ct_mark", *x.mark)
+    if x.label is not None:
+        sets += loads("ct_label", *x.label)
+    if sets:
+        parts.append(f"exec({','.join(sets)})")
+    return f"ct({','.join(parts)})"
+
+
 def format_action_list(rule, openflow11=False):
     """The rule's actions as the list of words dump-flows prints (empty: it prints 'drop')."""
     out = []
@@ -256,6 +276,10 @@ def format_action_list(rule, openflow11=False):
         elif n == "clear_actions":
             if openflow11:
                 out.append("clear_actions")
+        elif n == "ct":
+            out.append(_ct(x))
+        elif n == "ct_clear":
+            out.append("ct_clear")
         else:
             raise AssertionError(f"no printed form for action {n}")
     return out
