@@ -19,10 +19,12 @@ from softdpu.stages.conntrack.extract import P_ICMP, P_ICMPV6, P_TCP
 from softdpu.stages.conntrack.table import (E_BYTES_O, E_BYTES_R, E_EXP, E_INFO, E_LABEL_HI,
                                             E_LABEL_LO, E_MARK, E_PKTS_O, E_PKTS_R, E_TCP,
                                             K_USED, CtTable)
-from softdpu.stages.conntrack.tcp import TCPS_NAMES
+from softdpu.stages.conntrack.tcp import (TCPS_ESTABLISHED, TCPS_FIN_WAIT_2, TCPS_NAMES, TCPS_SYN_RECV,
+                                          TCPS_TIME_WAIT)
 
-PROTO_NAMES = {(6, 0): "tcp", (17, 0): "udp", (1, 0): "icmp", (132, 0): "sctp",
-               (6, 1): "tcp6", (17, 1): "udp6", (58, 1): "icmpv6", (132, 1): "sctp6"}
+# OVS's ct_dpif_format_ipproto: by protocol number whatever the IP version, else the number
+PROTO_NAMES = {1: "icmp", 58: "icmpv6", 6: "tcp", 17: "udp", 132: "sctp", 136: "udplite", 33: "dccp",
+               2: "igmp"}
 
 
 class Conntrack:
@@ -75,7 +77,7 @@ def _side(src, dst, sport, dport, proto, v6):
         return f"{s},sport={sport},dport={dport}"
     if (proto == P_ICMP and not v6) or (proto == P_ICMPV6 and v6):
         return f"{s},id={sport & 0xFFFF},type={sport >> 16},code=0"
-    return s
+    return f"{s},sport={sport},dport={dport}"      # OVS prints ports 0 for other protocols
 
 
 def entry_line(table, e):
@@ -88,7 +90,7 @@ def entry_line(table, e):
     a = (_addr(k[0], k[1], v6), k[4] >> 32)
     b = (_addr(k[2], k[3], v6), k[4] & 0xFFFFFFFF)
     o, p = (a, b) if ent[E_INFO] & 1 else (b, a)
-    name = PROTO_NAMES.get((proto, v6), f"{'ipv6' if v6 else 'ip'},proto={proto}")
+    name = PROTO_NAMES.get(proto, str(proto))
     line = (f"{name},orig=({_side(o[0], p[0], o[1], p[1], proto, v6)}),"
             f"reply=({_side(p[0], o[0], p[1], o[1], proto, v6)})")
     if zone:
@@ -101,7 +103,10 @@ def entry_line(table, e):
     if proto == P_TCP:
         st0 = (int(ent[E_TCP + 1]) >> 24) & 0xFF
         st1 = (int(ent[E_TCP + 3]) >> 24) & 0xFF
-        line += f",protoinfo=(state={TCPS_NAMES[max(st0, st1)]})"
+        state = max(st0, st1)
+        # OVS's coalesce_tcp_state (lib/ct-dpif.c): the non-verbose dump shows the kernel's view
+        state = {TCPS_FIN_WAIT_2: TCPS_TIME_WAIT, TCPS_SYN_RECV: TCPS_ESTABLISHED}.get(state, state)
+        line += f",protoinfo=(state={TCPS_NAMES[state]})"
     line += (f" packets={int(ent[E_PKTS_O])}/{int(ent[E_PKTS_R])}"
              f" bytes={int(ent[E_BYTES_O])}/{int(ent[E_BYTES_R])} expiry_ns={int(ent[E_EXP])}")
     assert k[5] & int(K_USED)
