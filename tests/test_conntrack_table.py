@@ -55,11 +55,14 @@ class Model:
             c = None
         if c:
             reply = a != c["orig"]
-            if proto == "icmp":
+            if proto == "icmp":       # OVS icmp_conn_update: more requests before a reply are +new
+                res = EST
                 if reply:
                     c["st"] = 1
+                elif c["st"] == 0:
+                    res = NEW
                 c["exp"] = now + (self.t.icmp_reply if c["st"] else self.t.icmp_first) * S
-                return TRK | EST | (RPL if reply else 0)
+                return TRK | res | (RPL if reply else 0)
             res = EST
             if reply and c["st"] != 2:
                 c["st"] = 2

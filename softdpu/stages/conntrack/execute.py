@@ -40,8 +40,8 @@ Semantics (OVS userspace): no entry -> +new if the packet may start a
 connection (TCP: not a SYN-ACK, legal flags; ICMP: an echo/timestamp/info
 request; others: any), else +inv; with commit the entry is created (table
 full: stays +new with OI_REFUSED).  An entry -> its protocol's update:
-valid -> +est (+rpl in the reply direction); UDP/other's second packet in
-the original direction before any reply -> +new; TCP out of window -> +inv;
+valid -> +est (+rpl in the reply direction); UDP/other's and ICMP echo's
+second packet in the original direction before any reply -> +new; TCP out of window -> +inv;
 a SYN on a connection closed both ways -> the old entry is removed and the
 packet is treated as having none (reopen).  ICMP errors about a connection
 -> +rel (+rpl), without updating it; about none -> +inv.  force: an entry
@@ -105,10 +105,13 @@ def _update(ent, e, st, data, r, proto, v6, l4, ip_end, reply, now):
         return tcp.tcp_update(ent, e, st, data, r, l4, ip_end, reply, now)
     ps = (ent[u, E_INFO] >> 8) & 0xFF
     if _is_icmp(proto, v6):
+        res = tcp.UPD_VALID
         if reply and ps == ICMPS_FIRST:
             ps = ICMPS_REPLY
+        elif ps == ICMPS_FIRST:
+            res = tcp.UPD_VALID_NEW      # another request before any reply: +new (OVS icmp_conn_update)
         _set_proto_state(ent, u, st, ps, TM_ICMP_REPLY if ps == ICMPS_REPLY else TM_ICMP_FIRST, now)
-        return tcp.UPD_VALID
+        return res
     res = tcp.UPD_VALID
     if reply and ps != OTHERS_BIDIR:
         ps = OTHERS_BIDIR
