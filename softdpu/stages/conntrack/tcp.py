@@ -24,9 +24,11 @@ FINs after close).  Anything else is +inv.  SYN / FIN move a peer to
 SYN_SENT / CLOSING; an ACK of a SYN_SENT (CLOSING) peer moves it to
 ESTABLISHED (FIN_WAIT_2); RST moves both to TIME_WAIT.  A SYN (without ACK)
 when both peers are at FIN_WAIT_2 or later reopens the port: the old entry
-goes and a new connection starts (TIME_WAIT reuse).  Simultaneous open
-(SYN crossing SYN) is accepted as pf/OVS do: the crossing SYN takes the
-reply peer to SYN_SENT and the ACKs establish both.
+goes and a new connection starts (TIME_WAIT reuse).  A SYN (without ACK)
+from an end still at SYN_SENT or before is +new and changes nothing but that
+end's state (SYN_SENT) and the timeout (OVS's CT_UPDATE_VALID_NEW): a
+retransmitted SYN, or the crossing SYN of a simultaneous open (whose SYN-ACKs
+then establish both ends).
 
 A mid-stream first packet (no SYN) may create a connection (as OVS): both
 peers' window scale is then unknown and windows are checked with the
@@ -176,6 +178,12 @@ def tcp_update(ent, e, st, data, r, l4, ip_end, reply, now):
         _put(ent, u, sp, s_lo, s_hi, s_mw, s_ws, TCPS_CLOSED)
         _put(ent, u, dp, d_lo, d_hi, d_mw, d_ws, TCPS_CLOSED)
         return UPD_NEW
+    if (f & (SYN | ACK)) == SYN and s_st <= TCPS_SYN_SENT:
+        # a SYN from an end that has sent nothing else (a retransmitted SYN, or the crossing
+        # SYN of a simultaneous open): +new, nothing else tracked (OVS tcp_conn_update)
+        _put(ent, u, sp, s_lo, s_hi, s_mw, s_ws, TCPS_SYN_SENT)
+        _set_tm(ent, u, st, TM_TCP_FIRST_PACKET, now)
+        return UPD_VALID_NEW
     sws = 0
     dws = 0
     if (s_ws & WS_FLAG) and (d_ws & WS_FLAG) and not (f & SYN):
