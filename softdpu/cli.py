@@ -85,7 +85,24 @@ def build_parser():
     dct.add_argument("--zone", type=int, default=None, metavar="N", help="only connections of zone N")
     dct.add_argument("-s", "--stats", action="store_true", help="also packets, bytes and expiry per connection")
     dct.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
+    pol = sub.add_parser("compile-policy", help="print the flows (ovs-ofctl add-flows syntax) the pipeline's "
+                                                 "[firewall] section compiles into")
+    pol.add_argument("pipeline", help="the pipeline file (.toml)")
+    pol.add_argument("--ovs", action="store_true",
+                     help="for Open vSwitch, which has no reject action: print reject as drop")
     return ap
+
+
+def cmd_compile_policy(args, out):
+    from softdpu import config, policy
+
+    cfg = config.load(args.pipeline)
+    if cfg.firewall is None:
+        raise SoftdpuError(f"{args.pipeline}: no [firewall] section to compile")
+    policy.flow_rules(cfg)          # the same checks as a run (tables shared with the .flows file)
+    for line in policy.compile_flows(cfg.firewall, ovs=args.ovs, source=args.pipeline):
+        print(line, file=out)
+    return 0
 
 
 def _dpu(args):
@@ -234,7 +251,8 @@ def main(argv=None, out=None):
     try:
         args = build_parser().parse_args(argv)
         return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace,
-                "dump-conntrack": cmd_dump_conntrack}[args.command](args, out)
+                "dump-conntrack": cmd_dump_conntrack,
+                "compile-policy": cmd_compile_policy}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
         return 2

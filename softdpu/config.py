@@ -20,7 +20,9 @@ wrong type or range, a duplicate port name or number, a missing file.
 Each error names the file, the line (found by reading the text) and the key.
 The schema is plain data: later port types add entries to PORT_TYPES.
 Tunnel ports (vxlan, geneve), the underlay's mac/mtu and [[neighbor]] tables
-are in config_tunnels.py.
+are in config_tunnels.py.  A [firewall] section (micro-segmentation: groups, services,
+ordered rules) is read by policy.py and compiled into flows run before the
+.flows file's.
 """
 import re
 import tomllib
@@ -85,6 +87,7 @@ class PipelineConfig:
     geneve_options: list = field(default_factory=list)  # [(class, type, len, tun_metadata n)]
     conntrack_size: int = 1_000_000                 # [conntrack] size: connections ct() can track
     conntrack_timeouts: object = None               # [conntrack.timeouts]: a CtTimeouts, or OVS's
+    firewall: object = None                         # [firewall]: a policy.Firewall, compiled before the flows
 
     def port(self, name):
         for p in self.ports:
@@ -172,7 +175,7 @@ def _unknown(path, loc_line, table, known, got):
 def _validate(path, doc, loc):
     base = path.parent
     _unknown(path, lambda k: _top_line(loc, k), "",
-             {"pipeline", "port", "neighbor", "geneve_option", "conntrack"}, doc)
+             {"pipeline", "port", "neighbor", "geneve_option", "conntrack", "firewall"}, doc)
     pipe = doc.get("pipeline")
     if pipe is None:
         raise ConfigError(path, "pipeline", "missing [pipeline] table")
@@ -229,6 +232,9 @@ def _validate(path, doc, loc):
     cfg.neighbors = config_tunnels.neighbours(path, doc, loc)
     cfg.geneve_options = config_tunnels.geneve_options(path, doc, loc)
     _conntrack(path, doc, loc, cfg)
+    if "firewall" in doc:                           # micro-segmentation: policy.py
+        from softdpu import policy
+        cfg.firewall = policy.parse(path, doc["firewall"], loc, cfg.ports)
     return cfg
 
 

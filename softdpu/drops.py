@@ -48,6 +48,8 @@ REASONS = (
     # conntrack
     ("ct_full", "the connection table is full: ct(commit) of a new connection refused"),
     ("recirc_limit", "more than 6 ct(table=N) recirculations for one packet"),
+    # the reject action (flows/reject.py)
+    ("rejected", "a flow's reject action: dropped, and the sender told (TCP RST / ICMP unreachable)"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -89,6 +91,7 @@ VTEP_CONSUMED = CODE["vtep_consumed"]
 PUNTED = CODE["punted"]
 CT_FULL = CODE["ct_full"]
 RECIRC_LIMIT = CODE["recirc_limit"]
+REJECTED = CODE["rejected"]
 
 
 def describe(code):

@@ -17,6 +17,7 @@ from softdpu import config
 from softdpu.config_tunnels import TUNNEL_TYPES
 from softdpu.batch import M_TS, Batch
 from softdpu.errors import ConfigError
+from softdpu.policy import flow_rules
 from softdpu.ports.capture import open_capture
 from softdpu.ports.copy_rows import copy_rows
 from softdpu.ports.pcap_write import PcapWriter
@@ -34,9 +35,14 @@ class Dpu:
         self.ports = cfg.ports
         ofports = [p.ofport for p in cfg.ports]
         self.port_index = port_index_table(ofports)
-        self.flows = FlowTables.from_file(cfg.flows, ports=cfg.ports, mac_aging=cfg.mac_aging,
-                                          mac_table_size=cfg.mac_table_size, ct_size=cfg.conntrack_size,
-                                          ct_timeouts=cfg.conntrack_timeouts, rows=cfg.batch)
+        rules = flow_rules(cfg)          # the compiled [firewall] (policy.py), then the .flows file's
+        if any(p.type in TUNNEL_TYPES for p in cfg.ports) and any(a.name == "reject" for r in rules
+                                                                   for a in r.actions):
+            raise ConfigError(cfg.path, "firewall", "the reject action is not supported with tunnel ports yet "
+                              "(use drop)")
+        self.flows = FlowTables(rules, ports=cfg.ports, mac_aging=cfg.mac_aging,
+                                mac_table_size=cfg.mac_table_size, ct_size=cfg.conntrack_size,
+                                ct_timeouts=cfg.conntrack_timeouts, rows=cfg.batch)
         fanout = self.flows.max_outputs
         # rows for modified copies: one per tx entry, at most 4096 (8 MB of 2 kB slots)
         clones = min(cfg.batch * fanout, max(4096, cfg.batch)) if self.flows.rewrites else 0

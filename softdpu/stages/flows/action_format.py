@@ -280,6 +280,8 @@ def format_action_list(rule, openflow11=False):
             out.append(_ct(x))
         elif n == "ct_clear":
             out.append("ct_clear")
+        elif n == "reject":
+            out.append("reject")             # softdpu only (flows/reject.py)
         else:
             raise AssertionError(f"no printed form for action {n}")
     return out

@@ -34,6 +34,7 @@ OP_NOP = 14
 OP_CT = 15           # a = commit 1 | force 2, b = zone (-1: from a field), c = zone field
                      # word << 16 | shift, d = table to recirculate to (-1: none), e = ct_sets row (-1)
 OP_CT_CLEAR = 16
+OP_REJECT = 17       # softdpu only: drop, and answer the sender (flows/reject.py)
 OP_COLS = 6
 
 # guards
@@ -316,6 +317,7 @@ PARSERS = {
     "move": _move, "set_tunnel": lambda t: _int(t, 64), "set_tunnel64": lambda t: _int(t, 64),
     "write_metadata": _masked_int(64), "resubmit": _resubmit, "goto_table": _table,
     "clear_actions": None, "ct_clear": None,
+    "reject": None,      # softdpu only (flows/reject.py): Open vSwitch has no such action
 }
 # instructions, in the order OpenFlow requires them after the apply-actions list
 INSTRUCTIONS = {"clear_actions": 1, "write_metadata": 2, "goto_table": 3}
@@ -511,6 +513,9 @@ def _encode_one(a, ops, push_for_set_vlan, ct_sets=None):
     if n == "ct_clear":
         ops.append((OP_CT_CLEAR, 0, 0, 0, 0, 0))
         return
+    if n == "reject":
+        ops.append((OP_REJECT, 0, 0, 0, 0, 0))
+        return
     if n == "output":
         ops.append((OP_OUTPUT, x, 0, 0, 0, 0))
     elif n == "drop":
@@ -596,7 +601,7 @@ def vlan_in_match(members):
 
 
 def max_outputs(actions):
-    return sum(a.name in ("output", "in_port", "normal", "flood", "all") for a in actions)
+    return sum(a.name in ("output", "in_port", "normal", "flood", "all", "reject") for a in actions)
 
 
 def referenced_tables(actions):

@@ -18,7 +18,8 @@ lists them) with Open vSwitch's semantics:
     packet to a controller): ttl_expired when nothing left;
   - a packet that ends with no output gets a drop reason: no_match (a table
     miss, as OVS with no controller), output_port_unknown, ttl_expired,
-    vlan_refused (normal), tx_full/clone_full, or action_drop.
+    vlan_refused (normal), tx_full/clone_full, rejected (the softdpu-only
+    reject action, which answers the sender: reject.py), or action_drop.
 """
 import numpy as np
 
@@ -33,8 +34,9 @@ from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_I
                                                 G_VLAN, OP_CT, OP_CT_CLEAR, OP_DEC_TTL, OP_DROP, OP_FLOOD,
                                                 OP_GOTO, OP_IN_PORT,
                                                 OP_MOVE, OP_NORMAL, OP_OUTPUT, OP_POP_VLAN,
-                                                OP_PUSH_VLAN, OP_RESUBMIT, OP_SET, OP_SET_VLAN)
+                                                OP_PUSH_VLAN, OP_REJECT, OP_RESUBMIT, OP_SET, OP_SET_VLAN)
 from softdpu.stages.flows.classify import lookup
+from softdpu.stages.flows.reject import reject
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
                                           S_LOST_TX, S_NTX, emit, normal, push_tx, snapshot)
 from softdpu.stages.flows.trace_records import (NOTE_GUARD, NOTE_RESUBMIT_LIMIT, NOTE_TTL_EXPIRED, T_ACTION,
@@ -182,6 +184,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
     t = np.int64(0)   # its table
     lport = np.int64(-1)  # its in_port for resubmit(port, ...), -1 unchanged
     fatal_code = drops.RESUBMIT_DEPTH
+    rejected = False  # a reject action ran (the packet's drop reason is then `rejected`)
     # conntrack: the packet's ct state as the datapath holds it (the flow's ct fields are
     # cleared after each ct(), as OVS's translation does), and a pending recirculation
     md_ct = key[i, W_CT]
@@ -384,6 +387,10 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 break
             if ops[k - 1, 4] >= 0:
                 recirc = ops[k - 1, 4]
+        elif op == OP_REJECT:              # softdpu only: answer the sender (reject.py)
+            rejected = True
+            in_port = np.int64((key[i, 0] >> U32) & FFFF)
+            reject(data, meta, key, tx, i, clone_base, state, in_port)   # the answer is no output of the packet
         elif op == OP_CT_CLEAR:
             md_ct = np.uint64(0)
             md_hi = np.uint64(0)
@@ -405,7 +412,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
         state[S_CLONES] = clones0
         meta[i, M_DROP] = fatal_code
     elif sent == 0:
-        meta[i, M_DROP] = reason
+        meta[i, M_DROP] = drops.REJECTED if rejected else reason
 
 
 @njit(alloc=False, inline=True)

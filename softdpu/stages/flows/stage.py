@@ -75,8 +75,8 @@ class FlowTables:
         # most tx entries one packet can make: sizes the batch's tx list and clone rows
         # (output/in_port: one; normal/flood/all: every port)
         def outputs(actions):
-            return sum(1 if a.name in ("output", "in_port") else len(ofports)
-                       for a in actions if a.name in ("output", "in_port", "normal", "flood", "all"))
+            return sum(1 if a.name in ("output", "in_port", "reject") else len(ofports)
+                       for a in actions if a.name in ("output", "in_port", "normal", "flood", "all", "reject"))
         self.max_outputs = max([outputs(r.actions) for r in rules] + [1])
         if any(a.name == "goto_table" for r in rules for a in r.actions):
             # goto_table only goes forward, so a chain runs at most one rule per table:
