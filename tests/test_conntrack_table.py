@@ -66,7 +66,7 @@ class Model:
             res = EST
             if reply and c["st"] != 2:
                 c["st"] = 2
-            elif c["st"] == 0:
+            elif c["st"] != 2:         # +new until a reply (OVS 3.1)
                 c["st"] = 1
                 res = NEW
             c["exp"] = now + (self.t.udp_first, self.t.udp_single, self.t.udp_multiple)[c["st"]] * S

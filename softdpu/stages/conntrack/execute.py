@@ -51,9 +51,10 @@ are counted per direction on every valid update and on creation.
 import numpy as np
 
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_TS
-from softdpu.key import U32, U48, W_CT, W_CT_LABEL
+from softdpu.batch import M_DROP, M_LEN, M_ORIGIN, M_START, M_TS
+from softdpu.key import PACKET_WORDS, U32, U48, W_CT, W_CT_LABEL
 from softdpu.stages.conntrack import tcp
+from softdpu.stages.flows.commit import commit_row
 from softdpu.stages.conntrack.extract import (P_ICMP, P_ICMPV6, P_TCP, R_CSUM, R_FRAG,
                                               R_NEW, R_RELATED, R_TCP, extract)
 from softdpu.stages.conntrack.table import (C_EXPIRED, C_FORCED, C_INV_CSUM, C_INV_FRAG,
@@ -115,9 +116,9 @@ def _update(ent, e, st, data, r, proto, v6, l4, ip_end, reply, now):
     res = tcp.UPD_VALID
     if reply and ps != OTHERS_BIDIR:
         ps = OTHERS_BIDIR
-    elif ps == OTHERS_FIRST:
+    elif ps != OTHERS_BIDIR:
         ps = OTHERS_MULTIPLE
-        res = tcp.UPD_VALID_NEW
+        res = tcp.UPD_VALID_NEW          # +new until a reply is seen (as OVS 3.1 answers)
     tm = TM_OTHER_FIRST if ps == OTHERS_FIRST else (TM_OTHER_MULTIPLE if ps == OTHERS_MULTIPLE
                                                     else TM_OTHER_BIDIR)
     _set_proto_state(ent, u, st, ps, tm, now)
@@ -293,6 +294,48 @@ def ct_execute(idx, keys, ent, free, st, data, meta, key, out, row, zone, commit
     info = (OI_REPLY if reply else 0) | (OI_RELATED if related else 0) | (OI_REFUSED if refused else 0)
     out[r, O_INFO] = np.uint64(info | (inv_reason << 8))
     return state
+
+
+@njit(alloc=False)
+def commit_for_ct(data, meta, key, orig, tx, i, tx0, tx_end, clone_row, clone_cap):
+    """Before ct() on a modified packet: its bytes made to match the key (as OVS commits the
+    actions before ct, so the tracker sees the rewritten addresses and ports).
+
+    Row i is committed in place (orig[i] then equals key[i], so later outputs commit only
+    what changes after).  tx entries tx0.. already on row i (outputs before the rewrite)
+    (tx0..tx_end-1) keep the bytes they had: they move to a copy of the row made at clone_row (when
+    clone_row < clone_cap).  -> 1 if a clone row was used, 0 if not, -1 when nothing could
+    be committed (no clone row, or the commit failed: ct sees the bytes as parsed)."""
+    same = True
+    for w in range(PACKET_WORDS):
+        if key[i, w] != orig[i, w]:
+            same = False
+    if same:
+        return 0
+    shared = False
+    for q in range(tx0, tx_end):
+        if tx[q, 0] == i:
+            shared = True
+    used = 0
+    if shared:
+        c = clone_row
+        if c >= clone_cap:
+            return -1
+        for m in range(meta.shape[1]):
+            meta[c, m] = meta[i, m]
+        st = meta[i, M_START]
+        for b in range(st, st + meta[i, M_LEN]):
+            data[c, b] = data[i, b]
+        for w in range(PACKET_WORDS):
+            orig[c, w] = orig[i, w]
+        meta[c, M_ORIGIN] = i
+        for q in range(tx0, tx_end):
+            if tx[q, 0] == i:
+                tx[q, 0] = c
+        used = 1
+    if commit_row(data, meta, i, key, orig, i, i) < 0:
+        return -1
+    return used
 
 
 @njit(alloc=False)

@@ -24,7 +24,7 @@ lists them) with Open vSwitch's semantics:
 import numpy as np
 
 from softdpu.key import N_TUN_METADATA, U16, U32, U48, W_CT, W_CT_LABEL, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
-from softdpu.stages.conntrack.execute import O_INFO, OI_REFUSED, ct_clear, ct_execute
+from softdpu.stages.conntrack.execute import O_INFO, OI_REFUSED, commit_for_ct, ct_clear, ct_execute
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN, M_TRACED, M_TS
@@ -368,6 +368,11 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 src = ops[k - 1, 3]
                 zone = np.int64((key[i, src >> 16] >> np.uint64(src & 0xFFFF)) & FFFF)
             before = np.int64(md_ct >> U48)
+            if dirty:                      # ct sees the rewritten packet (OVS commits first)
+                if commit_for_ct(data, meta, key, orig, tx, i, tx0, state[S_NTX],
+                                 clone_base + state[S_CLONES], data.shape[0]) == 1:
+                    state[S_CLONES] += 1
+                    state[S_LAST] = -1
             key[i, W_CT] = md_ct
             key[i, W_CT_LABEL] = md_hi
             key[i, W_CT_LABEL + 1] = md_lo

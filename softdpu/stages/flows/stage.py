@@ -88,6 +88,9 @@ class FlowTables:
         if any(a.name == "resubmit" for r in rules for a in r.actions):
             # a resubmit chain can run a rule's outputs up to 64 times deep (as OVS)
             self.max_outputs = max(self.max_outputs, 64)
+        if any(a.name == "ct" and getattr(a.arg, "table", None) is not None for r in rules for a in r.actions):
+            # ct(table=N): the packet's outputs add up over its passes (actions.MAX_RECIRC + 1)
+            self.max_outputs *= 7
 
     @classmethod
     def from_file(cls, path, ofports=None, ports=None, **kw):
