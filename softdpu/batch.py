@@ -9,8 +9,9 @@ As VPP's vlib_buffer_t and OVS's dp_packet, turned into a struct of arrays:
   meta  int64[N, M_COLS]   per-packet metadata, one row per packet (the M_*
                            column indices below), so a kernel takes one array
   key   uint64[N, KEY_WORDS]  the parsed flow key (softdpu.key)
-  tx    int64[N * fanout, 8]  the output list: (row, port, tun_id, tun_src|tun_dst,
-                           tun_metadata0..3),
+  tx    int64[N * fanout, 10]  the output list: (row, port, and with tunnel ports the
+                           tunnel fields: tun_id, tun_src|tun_dst, tun_metadata0..3,
+                           tun_ipv6_dst high, low),
                            filled by the flow tables, drained by the ports
   orig  uint64[N + C, PACKET_WORDS]  the packet words of each row's key as its
                            bytes stand (the flow tables' commit scratch)
@@ -56,7 +57,7 @@ M_PARSE_ERR = 13  # softdpu.drops parse_* code of a malformed packet, 0 if well 
 M_ORIGIN = 14    # in a clone row: the packet row it is a modified copy of
 M_COLS = 16      # room for later columns without changing the stride much
 
-TX_COLS = 8      # tx entries: row, port, and the tunnel fields of the key at the output
+TX_COLS = 10     # tx entries: row, port, and the tunnel fields of the key at the output
 
 
 def slot_size(max_frame):

@@ -15,7 +15,7 @@
     type = "vxlan"                   # or "geneve"
     underlay = "uplink"
     local_ip = "192.0.2.1"           # our VTEP address (IPv4 or IPv6)
-    remote_ip = "192.0.2.2"          # the peer, or "flow" (set_field:...->tun_dst)
+    remote_ip = "192.0.2.2"          # the peer, or "flow" (set_field:...->tun_dst / tun_ipv6_dst)
     key = 5000                       # the VNI, or "flow" (set_field:...->tun_id); default 0
     dst_port = 4789                  # default 4789 (vxlan) / 6081 (geneve)
     ttl = 64                         # outer TTL / hop limit
@@ -157,10 +157,6 @@ def tunnel_options(path, i, p, line):
         raise ConfigError(path, f"port[{i}].remote_ip",
                           f"local_ip {local} is IPv{local.version}, remote_ip {remote} IPv{remote.version}: "
                           "expected both of one family", line("remote_ip"))
-    if remote == "flow" and local.version == 6:
-        raise ConfigError(path, f"port[{i}].remote_ip",
-                          'remote_ip = "flow" needs an IPv4 local_ip (tun_dst is IPv4; IPv6 flow-based '
-                          "tunnels are not supported yet)", line("remote_ip"))
     options.setdefault("key", 0)
     options.setdefault("dst_port", DEFAULT_DST_PORT[p["type"]])
     options.setdefault("ttl", 64)

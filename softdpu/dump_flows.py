@@ -148,6 +148,8 @@ def format_match(members, priority=DEFAULT_PRIORITY):
     out += _uint_masked("tun_id", *get("tun_id"), 64)
     out += _ip_masked("tun_src", *get("tun_src"))
     out += _ip_masked("tun_dst", *get("tun_dst"))
+    out += _ipv6_masked("tun_ipv6_src", *get("tun_ipv6_src"))
+    out += _ipv6_masked("tun_ipv6_dst", *get("tun_ipv6_dst"))
     for i in range(4):
         out += _uint_masked(f"tun_metadata{i}", *get(f"tun_metadata{i}"), 64)
     out += _uint_masked("metadata", *get("metadata"), 64)

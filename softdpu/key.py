@@ -37,6 +37,7 @@ Word layout (bit 63 is the most significant):
   w24-25 ct_label:128
   w26-29 tun_metadata0..3: the data of Geneve options mapped to them ([[geneve_option]]),
          right-aligned (an option of 4 bytes is the low 32 bits)
+  w30-31 tun_ipv6_src, w32-33 tun_ipv6_dst (high word first): an IPv6 underlay's addresses
 """
 from typing import NamedTuple
 
@@ -72,6 +73,8 @@ _LAYOUT = [
     ("ct_state", 23, 48, 16), ("ct_zone", 23, 32, 16), ("ct_mark", 23, 0, 32),
     ("ct_label_hi", 24, 0, 64), ("ct_label_lo", 25, 0, 64),
     *[(f"tun_metadata{n}", 26 + n, 0, 64) for n in range(4)],
+    ("tun_ipv6_src_hi", 30, 0, 64), ("tun_ipv6_src_lo", 31, 0, 64),
+    ("tun_ipv6_dst_hi", 32, 0, 64), ("tun_ipv6_dst_lo", 33, 0, 64),
 ]
 
 FIELDS = {name: Field(name, w, s, b) for name, w, s, b in _LAYOUT}
@@ -97,6 +100,8 @@ W_CT = 23
 W_CT_LABEL = 24
 W_TUN_METADATA = 26
 N_TUN_METADATA = 4
+W_TUN_IPV6_SRC = 30
+W_TUN_IPV6_DST = 32
 
 # uint64 shift amounts for kernels: numba promotes uint64 op int64 to float64
 U8, U16, U32, U48 = (np.uint64(n) for n in (8, 16, 32, 48))

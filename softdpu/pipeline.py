@@ -23,7 +23,7 @@ from softdpu.ports.copy_rows import copy_rows
 from softdpu.ports.pcap_write import PcapWriter
 from softdpu.stages.flows.actions import port_index_table
 from softdpu.stages.flows.stage import FlowTables
-from softdpu.stages.flows.outputs import S_CLONES
+from softdpu.stages.flows.outputs import S_CLONES, S_TUNNELS
 from softdpu.stages.parse import Parse
 from softdpu.stages.tunnel.stage import Tunnels
 from softdpu.stats import Stats
@@ -51,6 +51,7 @@ class Dpu:
             clones = max(clones, min(cfg.batch * fanout, max(4096, cfg.batch)))
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
         self.tunnels = Tunnels(cfg.ports, cfg.neighbors, self.batch.data.shape[0], cfg.geneve_options)
+        self.flows.state[S_TUNNELS] = int(bool(self.tunnels))   # tx entries carry the tunnel fields
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies

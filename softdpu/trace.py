@@ -130,6 +130,9 @@ class Tracer:
             return ""
         src, dst = (_field_value(n, _get(key, n)) for n in ("tun_src", "tun_dst"))
         peer = f" from {src} to {dst}" if _get(key, "tun_dst") else ""
+        v6 = [int(key[w]) << 64 | int(key[w + 1]) for w in (30, 32)]
+        if any(v6):
+            peer = f" from {ipaddress.IPv6Address(v6[0])} to {ipaddress.IPv6Address(v6[1])}"
         return (f"Decapsulated by {tun.name} ({tun.type}, in_port={port}): VNI {_get(key, 'tun_id')}{peer}, "
                 f"a {int(batch.meta[i, M_LEN])}-byte inner frame")
 
@@ -264,6 +267,10 @@ def members_of(key):
             m[name] = full(name)
     if g("ct_state"):
         m["ct_state"] = (g("ct_state") & 0xFF, 0xFF)
+    for name, w in (("tun_ipv6_src", 30), ("tun_ipv6_dst", 32)):
+        v = int(key[w]) << 64 | int(key[w + 1])
+        if v:
+            m[name] = (v, (1 << 128) - 1)
     t = g("dl_type")
     if t in (0x0800, 0x86DD):
         proto = g("nw_proto")

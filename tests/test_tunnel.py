@@ -634,8 +634,6 @@ TUNNEL_ERRORS = {
     "mtu-high": (HEAD + UPLINK + "mtu = 65536\n" + VX, 8, "port[0].mtu", "68..65535", "65536"),
     "remote-family": (HEAD + UPLINK + _set(VX, "remote_ip", '"2001:db8::2"'), 14, "port[1].remote_ip",
                       "IPv4", "IPv6", "one family"),
-    "ipv6-remote-flow": (HEAD + UPLINK + _set(_set(VX, "local_ip", '"2001:db8::1"'), "remote_ip", '"flow"'), 14,
-                         "port[1].remote_ip", "IPv4 local_ip"),
     "bad-local-ip": (HEAD + UPLINK + _set(VX, "local_ip", '"192.0.2"'), 13, "port[1].local_ip", "IPv4 or IPv6"),
     "key-high": (HEAD + UPLINK + VX + "key = 16777216\n", 15, "port[1].key", "0..16777215"),
     "key-negative": (HEAD + UPLINK + VX + "key = -1\n", 15, "port[1].key", "0..16777215"),
@@ -908,3 +906,53 @@ def test_geneve_option_tables_load(tmp_path):
         GOPT, "class", "0xffff"), "type", "0xff"), "len", "8"), "field", '"tun_metadata3"'))
     cfg = config.load(tmp_path / "p.toml")
     assert cfg.geneve_options == [(0x102, 0x80, 4, 0), (0x103, 0x80, 4, 1), (0xFFFF, 0xFF, 8, 3)]
+
+
+# -- IPv6 underlays: tun_ipv6_src / tun_ipv6_dst ---------------------------------------------
+
+def test_ipv6_tunnel_fields_match_and_flow_based_ipv6_remote(tmp_path):
+    """Decapsulation over IPv6 sets tun_ipv6_src/dst (matchable); a remote_ip = "flow" tunnel over
+    IPv6 takes its remote VTEP from set_field:...->tun_ipv6_dst."""
+    from scapy.layers.inet6 import IPv6
+    from scapy.utils import rdpcap, wrpcap
+
+    (tmp_path / "t.flows").write_text(
+        "in_port=10,tun_ipv6_src=2001:db8::2,tun_ipv6_dst=2001:db8::1,tun_id=9,actions=output:1\n"
+        "in_port=1,actions=set_field:2001:db8::3->tun_ipv6_dst,set_field:12->tun_id,output:10\n")
+    (tmp_path / "t.toml").write_text("""[pipeline]
+flows = "t.flows"
+[[port]]
+name = "p1"
+ofport = 1
+type = "pcap"
+[[port]]
+name = "uplink"
+ofport = 2
+type = "pcap"
+mac = "02:00:00:00:00:02"
+[[port]]
+name = "vx"
+ofport = 10
+type = "vxlan"
+underlay = "uplink"
+local_ip = "2001:db8::1"
+remote_ip = "flow"
+key = "flow"
+[[neighbor]]
+ip = "2001:db8::3"
+mac = "02:00:00:00:00:33"
+""")
+    inner = Ether(src="02:00:00:00:00:0b", dst="02:00:00:00:00:0a") / IP(src="10.0.0.2", dst="10.0.0.1") / UDP()
+    outer = (Ether(src="02:00:00:00:00:99", dst="02:00:00:00:00:02") / IPv6(src="2001:db8::2", dst="2001:db8::1")
+             / UDP(sport=5000, dport=4789) / VXLAN(vni=9, flags=8, NextProtocol=0) / inner)
+    outer.time, inner.time = 1700000000.0, 1700000000.001
+    wrpcap(str(tmp_path / "up.pcap"), [outer])
+    wrpcap(str(tmp_path / "p1.pcap"), [inner])
+    dpu = Dpu.load(tmp_path / "t.toml")
+    stats = dpu.run_pcaps(inputs={"uplink": tmp_path / "up.pcap", "p1": tmp_path / "p1.pcap"}, out_dir=tmp_path)
+    assert [bytes(p) for p in rdpcap(str(tmp_path / "p1.pcap"))] == [bytes(inner)]
+    (sent,) = rdpcap(str(tmp_path / "uplink.pcap"))
+    assert sent[IPv6].src == "2001:db8::1" and sent[IPv6].dst == "2001:db8::3"
+    assert sent[Ether].dst == "02:00:00:00:00:33" and sent[VXLAN].vni == 12
+    assert bytes(sent[VXLAN].payload) == bytes(inner)
+    assert stats.rx == stats.left == 2

@@ -58,6 +58,7 @@ NXM_NAME = {
     "tun_dst": "NXM_NX_TUN_IPV4_DST", "ct_state": "NXM_NX_CT_STATE", "ct_zone": "NXM_NX_CT_ZONE",
     "ct_mark": "NXM_NX_CT_MARK", "ct_label": "NXM_NX_CT_LABEL",
     **{f"tun_metadata{n}": f"NXM_NX_TUN_METADATA{n}" for n in range(4)},
+    "tun_ipv6_src": "NXM_NX_TUN_IPV6_SRC", "tun_ipv6_dst": "NXM_NX_TUN_IPV6_DST",
     **{f"reg{n}": f"NXM_NX_REG{n}" for n in range(16)},
     **{f"xreg{n}": f"OXM_OF_PKT_REG{n}" for n in range(8)},
     **{f"xxreg{n}": f"NXM_NX_XXREG{n}" for n in range(4)},
@@ -65,7 +66,7 @@ NXM_NAME = {
 
 _MAC = {"eth_src", "eth_dst", "arp_sha", "arp_tha"}
 _IPV4 = {"ip_src", "ip_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst"}
-_IPV6 = {"ipv6_src", "ipv6_dst"}
+_IPV6 = {"ipv6_src", "ipv6_dst", "tun_ipv6_src", "tun_ipv6_dst"}
 _DECIMAL = {"in_port", "vlan_vid", "vlan_pcp", "nw_tos", "ip_dscp", "nw_ecn", "nw_ttl", "nw_proto",
             "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmp_type",
             "icmp_code", "icmpv6_type", "icmpv6_code", "arp_op"}

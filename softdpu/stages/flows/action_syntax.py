@@ -92,6 +92,8 @@ _F = {
     "tun_src": ([(22, 32, 0, 32)], 32, "none", True),
     "tun_dst": ([(22, 0, 0, 32)], 32, "none", True),
     **{f"tun_metadata{n}": ([(26 + n, 0, 0, 64)], 64, "none", True) for n in range(4)},
+    "tun_ipv6_src": ([(31, 0, 0, 64), (30, 0, 64, 64)], 128, "none", True),
+    "tun_ipv6_dst": ([(33, 0, 0, 64), (32, 0, 64, 64)], 128, "none", True),
     "ct_state": ([(23, 48, 0, 8)], 8, "none", False),
     "ct_zone": ([(23, 32, 0, 16)], 16, "none", False),
     "ct_mark": ([(23, 0, 0, 32)], 32, "none", False),
@@ -118,6 +120,7 @@ NXM = {
     "NXM_NX_IP_ECN": "nw_ecn", "NXM_NX_IP_TTL": "nw_ttl", "NXM_NX_TUN_ID": "tun_id",
     "NXM_NX_TUN_IPV4_SRC": "tun_src", "NXM_NX_TUN_IPV4_DST": "tun_dst",
     **{f"NXM_NX_TUN_METADATA{n}": f"tun_metadata{n}" for n in range(4)},
+    "NXM_NX_TUN_IPV6_SRC": "tun_ipv6_src", "NXM_NX_TUN_IPV6_DST": "tun_ipv6_dst",
     "NXM_NX_CT_STATE": "ct_state", "NXM_NX_CT_ZONE": "ct_zone", "NXM_NX_CT_MARK": "ct_mark",
     "NXM_NX_CT_LABEL": "ct_label",
     "OXM_OF_METADATA": "metadata", "OXM_OF_ETH_DST": "dl_dst", "OXM_OF_ETH_SRC": "dl_src",
@@ -212,7 +215,7 @@ def _set_value(text, name, bits):
     elif name in ("nw_src", "nw_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst", "ip_src", "ip_dst"):
         v, m = values.ipv4(text)
         raw = values.ipv4(value_text)[0]
-    elif name in ("ipv6_src", "ipv6_dst"):
+    elif name in ("ipv6_src", "ipv6_dst", "tun_ipv6_src", "tun_ipv6_dst"):
         v, m = values.ipv6(text)
         raw = values.ipv6(value_text)[0]
     else:

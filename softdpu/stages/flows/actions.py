@@ -23,7 +23,7 @@ lists them) with Open vSwitch's semantics:
 """
 import numpy as np
 
-from softdpu.key import N_TUN_METADATA, U16, U32, U48, W_CT, W_CT_LABEL, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
+from softdpu.key import U16, U32, U48, W_CT, W_CT_LABEL
 from softdpu.stages.conntrack.execute import O_INFO, OI_REFUSED, commit_for_ct, ct_clear, ct_execute
 from softdpu import drops
 from softdpu._jit import njit
@@ -38,7 +38,8 @@ from softdpu.stages.flows.action_syntax import (G_ARP, G_ICMP_ANY, G_ICMPV6, G_I
 from softdpu.stages.flows.classify import lookup
 from softdpu.stages.flows.reject import reject
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, S_CLONE_BASE, S_CLONES, S_LAST,
-                                          S_LOST_TX, S_NTX, emit, normal, push_tx, snapshot)
+                                          S_LOST_TX, S_NTX, S_TUNNELS, emit, normal, push_tx, snapshot,
+                                          tunnel_fields)
 from softdpu.stages.flows.trace_records import (NOTE_GUARD, NOTE_RESUBMIT_LIMIT, NOTE_TTL_EXPIRED, T_ACTION,
                                                 T_CT, T_KEY, T_LOOKUP, T_NOTE, T_OUTPUT, record)
 
@@ -146,10 +147,8 @@ def run_actions(data, meta, key, orig, n, tx, tss_sub, tss_words, tss_slots, act
             elif n_tx < cap:
                 tx[n_tx, 0] = i
                 tx[n_tx, 1] = port
-                tx[n_tx, 2] = np.int64(key[i, W_TUN_ID])
-                tx[n_tx, 3] = np.int64(key[i, W_TUN_ADDRS])
-                for m in range(N_TUN_METADATA):
-                    tx[n_tx, 4 + m] = np.int64(key[i, W_TUN_METADATA + m])
+                if state[S_TUNNELS]:
+                    tunnel_fields(tx, n_tx, key, i)
                 n_tx += 1
                 sent += 1
             else:

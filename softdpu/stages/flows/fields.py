@@ -70,6 +70,7 @@ MEMBERS = {
     "ct_state": 8, "ct_zone": 16, "ct_mark": 32, "ct_label": 128,
     "tun_id": 64, "tun_src": 32, "tun_dst": 32, "metadata": 64,
     **{f"tun_metadata{i}": 64 for i in range(4)},
+    "tun_ipv6_src": 128, "tun_ipv6_dst": 128,
     **{f"reg{i}": 32 for i in range(16)},
 }
 
@@ -270,6 +271,8 @@ FIELDS = {
     "tun_src": _spec("tun_src", _addr("tun_src", values.ipv4)),
     "tun_dst": _spec("tun_dst", _addr("tun_dst", values.ipv4)),
     **{f"tun_metadata{i}": _spec(f"tun_metadata{i}", _bitwise(f"tun_metadata{i}")) for i in range(4)},
+    "tun_ipv6_src": _spec("tun_ipv6_src", _addr("tun_ipv6_src", values.ipv6)),
+    "tun_ipv6_dst": _spec("tun_ipv6_dst", _addr("tun_ipv6_dst", values.ipv6)),
     "metadata": _spec("metadata", _bitwise("metadata")),
     **{f"reg{i}": _spec(f"reg{i}", _bitwise(f"reg{i}")) for i in range(16)},
     **{f"xreg{i}": _spec(f"reg{2 * i}", _wide(regs), wide=regs)
@@ -289,7 +292,7 @@ NAMES = [n for n in FIELDS if not n.lstrip("x").startswith("reg")] + [
 
 # Match keywords Open vSwitch has that softdpu does not match on yet.
 NOT_YET = {
-    "dp_hash", "recirc_id", "packet_type", "conj_id", "eth", "tun_ipv6_src", "tun_ipv6_dst",
+    "dp_hash", "recirc_id", "packet_type", "conj_id", "eth",
     "tun_flags", "tun_ttl", "tun_tos", "tun_gbp_id", "tun_gbp_flags", "tun_erspan_idx",
     "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid", "tun_gtpu_flags", "tun_gtpu_msgtype",
     *[f"tun_metadata{i}" for i in range(4, 64)], "actset_output", "skb_priority", "pkt_mark",
@@ -301,7 +304,9 @@ NOT_YET = {
 
 # 128-bit members -> their (high, low) 64-bit key fields
 _SPLIT = {"ipv6_src": ("ipv6_src_hi", "ipv6_src_lo"), "ipv6_dst": ("ipv6_dst_hi", "ipv6_dst_lo"),
-          "ct_label": ("ct_label_hi", "ct_label_lo")}
+          "ct_label": ("ct_label_hi", "ct_label_lo"),
+          "tun_ipv6_src": ("tun_ipv6_src_hi", "tun_ipv6_src_lo"),
+          "tun_ipv6_dst": ("tun_ipv6_dst_hi", "tun_ipv6_dst_lo")}
 
 
 def known(name):

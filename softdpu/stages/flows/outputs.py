@@ -16,7 +16,7 @@ import numpy as np
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_LEN, M_ORIGIN, M_START, M_TRACED, M_TS, M_WIRE_LEN
-from softdpu.key import N_TUN_METADATA, PACKET_WORDS, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
+from softdpu.key import N_TUN_METADATA, PACKET_WORDS, W_TUN_ADDRS, W_TUN_ID, W_TUN_IPV6_DST, W_TUN_METADATA
 from softdpu.stages.flows.commit import commit_row
 from softdpu.stages.l2 import TRUNK, carries, ingress_vlan, mac_learn, mac_lookup
 from softdpu.stages.flows.trace_records import (N_FLOOD, N_KNOWN, N_LEARNED, N_RESERVED, N_VLAN_REFUSED,
@@ -32,7 +32,8 @@ S_LOST_CLONE = 11     # copies lost: no clone row
 S_LOST_COMMIT = 12    # copies lost: commit failed (no headroom)
 S_CLONE_BASE = 13     # first clone row (the batch size)
 # 14, 15: the trace buffer's fill level and lost records (trace_records.py)
-S_COLS = 16
+S_TUNNELS = 16        # 1: the pipeline has tunnel ports (tx entries carry the tunnel fields)
+S_COLS = 17
 
 P_INDEX = 0           # portinfo rows: port index of an ofport (-1 none)
 P_OFPORT = 1          # ofport of port index k
@@ -59,12 +60,21 @@ def push_tx(tx, state, row, port, key, i):
         return drops.TX_FULL
     tx[n, 0] = row
     tx[n, 1] = port
+    if state[S_TUNNELS]:
+        tunnel_fields(tx, n, key, i)
+    state[S_NTX] = n + 1
+    return 1
+
+
+@njit(alloc=False, inline=True)
+def tunnel_fields(tx, n, key, i):
+    """tx entry n carries packet i's tunnel fields as they are now (for key/remote "flow")."""
     tx[n, 2] = np.int64(key[i, W_TUN_ID])
     tx[n, 3] = np.int64(key[i, W_TUN_ADDRS])
     for m in range(N_TUN_METADATA):
         tx[n, 4 + m] = np.int64(key[i, W_TUN_METADATA + m])
-    state[S_NTX] = n + 1
-    return 1
+    tx[n, 8] = np.int64(key[i, W_TUN_IPV6_DST])
+    tx[n, 9] = np.int64(key[i, W_TUN_IPV6_DST + 1])
 
 
 @njit(alloc=False, inline=True)

@@ -21,7 +21,8 @@ Geneve option with the critical bit that no [[geneve_option]] maps (RFC 8926
 their tun_metadataN (the data, right-aligned); unmapped ones are skipped.  Then the
 row's frame becomes the inner Ethernet frame (M_START, M_LEN moved; no copy),
 the row is parsed again with in_port = the tunnel port, and the key's tun_id
-(the VNI), tun_src and tun_dst (IPv4 outer addresses) are set.  An outer CE
+(the VNI), tun_src and tun_dst (IPv4 outer addresses) or tun_ipv6_src and
+tun_ipv6_dst (IPv6) are set.  An outer CE
 mark is carried to an ECN-capable inner IP packet; a not-ECN-capable one is
 dropped (tunnel_ecn), as RFC 6040 4.2, Linux and Open vSwitch do.  meta
 M_IN_PORT stays the underlay port: port counters count what arrived on the
@@ -38,7 +39,7 @@ from softdpu.headers import ipv4 as ip4
 from softdpu.headers import ipv6 as ip6
 from softdpu.headers import udp
 from softdpu.headers.bytes import be16, be32, be64, put16, u8
-from softdpu.key import W_DST_PROTO_TOS, W_TUN_ADDRS, W_TUN_ID, W_TUN_METADATA
+from softdpu.key import W_DST_PROTO_TOS, W_TUN_ADDRS, W_TUN_ID, W_TUN_IPV6_DST, W_TUN_IPV6_SRC, W_TUN_METADATA
 from softdpu.stages.parse import F_ARP, F_FRAG, F_ICMP6, F_IPV4, F_IPV6, F_UDP, parse_row
 from softdpu.stages.tunnel import neighbours
 from softdpu.stages.tunnel.encap import C_RX_BYTES, C_RX_DROPPED, C_RX_PACKETS
@@ -228,4 +229,9 @@ def decap_batch(data, meta, key, n, underlay, tun, n_tun, gopts, n_gopts, resolv
                 o += olen
         if family == 4:
             key[i, W_TUN_ADDRS] = (np.uint64(slo) << np.uint64(32)) | np.uint64(dlo)
+        else:
+            key[i, W_TUN_IPV6_SRC] = np.uint64(shi)
+            key[i, W_TUN_IPV6_SRC + 1] = np.uint64(slo)
+            key[i, W_TUN_IPV6_DST] = np.uint64(dhi)
+            key[i, W_TUN_IPV6_DST + 1] = np.uint64(dlo)
     return taken

@@ -99,9 +99,13 @@ def encap_row(data, meta, r, tun, t, tx, j, neigh, nstate, gopts, n_gopts):
     if inner < overhead:
         return drops.TUNNEL_NO_ROOM
     if tun[t, T_REMOTE_FLOW]:
-        rhi = np.int64(0)
-        rlo = addrs_flow & 0xFFFFFFFF
-        if rlo == 0:
+        if family == 4:
+            rhi = np.int64(0)
+            rlo = addrs_flow & 0xFFFFFFFF
+        else:
+            rhi = tx[j, 8]
+            rlo = tx[j, 9]
+        if rhi == 0 and rlo == 0:
             return drops.TUNNEL_NO_REMOTE
     else:
         rhi = tun[t, T_REMOTE_HI]
@@ -237,7 +241,9 @@ def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neig
                     c = -1
                 if c >= 0:
                     fam = tun[t, T_FAMILY]
-                    if tun[t, T_REMOTE_FLOW]:
+                    if tun[t, T_REMOTE_FLOW] and fam == 6:
+                        ahi, alo = tx[j, 8], tx[j, 9]
+                    elif tun[t, T_REMOTE_FLOW]:
                         ahi, alo = np.int64(0), tx[j, 3] & 0xFFFFFFFF
                     else:
                         ahi, alo = tun[t, T_REMOTE_HI], tun[t, T_REMOTE_LO]
