@@ -116,6 +116,15 @@ def format_match(members, priority=DEFAULT_PRIORITY):
         out.append(f"ct_zone={v}" if m == 0xFFFF else f"ct_zone={v:#x}/{m:#x}")
     out += _uint_masked("ct_mark", *get("ct_mark"), 32)
     out += _uint_masked("ct_label", *get("ct_label"), 128)
+    out += _ip_masked("ct_nw_src", *get("ct_nw_src"))
+    out += _ip_masked("ct_nw_dst", *get("ct_nw_dst"))
+    out += _ipv6_masked("ct_ipv6_src", *get("ct_ipv6_src"))
+    out += _ipv6_masked("ct_ipv6_dst", *get("ct_ipv6_dst"))
+    v, m = get("ct_nw_proto")
+    if m:
+        out.append(f"ct_nw_proto={v}")
+        out += _be16_masked("ct_tp_src", *get("ct_tp_src"))
+        out += _be16_masked("ct_tp_dst", *get("ct_tp_dst"))
     dl_type, dl_mask = get("dl_type")
     proto, proto_mask = get("nw_proto")
     dl_type = dl_type if dl_mask else 0

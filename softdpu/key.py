@@ -38,6 +38,8 @@ Word layout (bit 63 is the most significant):
   w26-29 tun_metadata0..3: the data of Geneve options mapped to them ([[geneve_option]]),
          right-aligned (an option of 4 bytes is the low 32 bits)
   w30-31 tun_ipv6_src, w32-33 tun_ipv6_dst (high word first): an IPv6 underlay's addresses
+  w34  ct_nw_src:32 | ct_nw_dst:32    w35  ct_nw_proto:8 (at bit 32) | ct_tp_src:16 | ct_tp_dst:16
+  w36-37 ct_ipv6_src, w38-39 ct_ipv6_dst: the connection's original direction, after ct()
 """
 from typing import NamedTuple
 
@@ -75,6 +77,10 @@ _LAYOUT = [
     *[(f"tun_metadata{n}", 26 + n, 0, 64) for n in range(4)],
     ("tun_ipv6_src_hi", 30, 0, 64), ("tun_ipv6_src_lo", 31, 0, 64),
     ("tun_ipv6_dst_hi", 32, 0, 64), ("tun_ipv6_dst_lo", 33, 0, 64),
+    ("ct_nw_src", 34, 32, 32), ("ct_nw_dst", 34, 0, 32),
+    ("ct_nw_proto", 35, 32, 8), ("ct_tp_src", 35, 16, 16), ("ct_tp_dst", 35, 0, 16),
+    ("ct_ipv6_src_hi", 36, 0, 64), ("ct_ipv6_src_lo", 37, 0, 64),
+    ("ct_ipv6_dst_hi", 38, 0, 64), ("ct_ipv6_dst_lo", 39, 0, 64),
 ]
 
 FIELDS = {name: Field(name, w, s, b) for name, w, s, b in _LAYOUT}
@@ -102,6 +108,7 @@ W_TUN_METADATA = 26
 N_TUN_METADATA = 4
 W_TUN_IPV6_SRC = 30
 W_TUN_IPV6_DST = 32
+W_CT_TUPLE = 34        # 34-39: ct_nw_src|dst, ct_nw_proto|tp_src|tp_dst, ct_ipv6_src, ct_ipv6_dst
 
 # uint64 shift amounts for kernels: numba promotes uint64 op int64 to float64
 U8, U16, U32, U48 = (np.uint64(n) for n in (8, 16, 32, 48))

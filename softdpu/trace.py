@@ -267,10 +267,14 @@ def members_of(key):
             m[name] = full(name)
     if g("ct_state"):
         m["ct_state"] = (g("ct_state") & 0xFF, 0xFF)
-    for name, w in (("tun_ipv6_src", 30), ("tun_ipv6_dst", 32)):
+    for name, w in (("tun_ipv6_src", 30), ("tun_ipv6_dst", 32), ("ct_ipv6_src", 36), ("ct_ipv6_dst", 38)):
         v = int(key[w]) << 64 | int(key[w + 1])
         if v:
             m[name] = (v, (1 << 128) - 1)
+    if g("ct_nw_proto"):                  # the connection's original tuple (after ct(table=N))
+        for name in ("ct_nw_src", "ct_nw_dst", "ct_nw_proto", "ct_tp_src", "ct_tp_dst"):
+            if g(name) or name != "ct_nw_src" and name != "ct_nw_dst":
+                m[name] = full(name)
     t = g("dl_type")
     if t in (0x0800, 0x86DD):
         proto = g("nw_proto")

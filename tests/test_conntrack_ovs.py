@@ -563,12 +563,10 @@ def test_later_ipv4_fragment_differs(ovs, tmp_path):
         ct_case(ovs, tmp_path, ip_both(FW), [later])
 
 
-def test_ct_orig_tuple_fields_not_supported_yet(ovs, tmp_path):
-    """ct_nw_src/dst, ct_ipv6_src/dst, ct_nw_proto, ct_tp_src/dst: OVS matches them; softdpu
-    rejects the flow ("not supported by softdpu yet").  Strict: passes once they are."""
-    from softdpu.errors import FlowSyntaxError
-    with pytest.raises(FlowSyntaxError, match="not supported by softdpu yet"):
-        ct_case(ovs, tmp_path, ip_both(ORIG_TUPLE), tcp_session() + udp_flow(v6=True) + icmp_echo())
+def test_ct_orig_tuple_fields_agree_with_ovs(ovs, tmp_path):
+    """ct_nw_src/dst, ct_ipv6_src/dst, ct_nw_proto, ct_tp_src/dst after ct(table=N): the same
+    packets go to the same ports as in OVS."""
+    ct_case(ovs, tmp_path, ip_both(ORIG_TUPLE), tcp_session() + udp_flow(v6=True) + icmp_echo())
 
 
 def random_case(seed):

@@ -25,6 +25,7 @@ import numpy as np
 
 from softdpu.key import U16, U32, U48, W_CT, W_CT_LABEL
 from softdpu.stages.conntrack.execute import O_INFO, OI_REFUSED, commit_for_ct, ct_clear, ct_execute
+from softdpu.stages.conntrack.tuple_fields import clear_tuple, put_tuple
 from softdpu import drops
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_LEN, M_TRACED, M_TS
@@ -235,6 +236,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
                 key[i, W_CT] = md_ct
                 key[i, W_CT_LABEL] = md_hi
                 key[i, W_CT_LABEL + 1] = md_lo
+                put_tuple(key, i, ct[5])
                 t = recirc
                 recirc = -1
                 lport = -1
@@ -380,6 +382,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             md_ct = key[i, W_CT]
             md_hi = key[i, W_CT_LABEL]
             md_lo = key[i, W_CT_LABEL + 1]
+            clear_tuple(key, i)            # the tuple: from ct[5][i] (the out row) at recirculation
             key[i, W_CT] = 0               # the rest of this pass sees an untracked packet (OVS)
             key[i, W_CT_LABEL] = 0
             key[i, W_CT_LABEL + 1] = 0
@@ -400,6 +403,7 @@ def _interpret(data, meta, key, orig, i, r, tx, tss_sub, tss_words, tss_slots, a
             md_hi = np.uint64(0)
             md_lo = np.uint64(0)
             ct_clear(key, ct[5], i)
+            clear_tuple(key, i)
             if traced:
                 record(trace, state, i, T_KEY, W_CT, 0, 0, 0, 0)
         elif op == OP_MOVE:

@@ -71,6 +71,8 @@ MEMBERS = {
     "tun_id": 64, "tun_src": 32, "tun_dst": 32, "metadata": 64,
     **{f"tun_metadata{i}": 64 for i in range(4)},
     "tun_ipv6_src": 128, "tun_ipv6_dst": 128,
+    "ct_nw_src": 32, "ct_nw_dst": 32, "ct_ipv6_src": 128, "ct_ipv6_dst": 128, "ct_nw_proto": 8,
+    "ct_tp_src": 16, "ct_tp_dst": 16,
     **{f"reg{i}": 32 for i in range(16)},
 }
 
@@ -272,6 +274,13 @@ FIELDS = {
     "tun_dst": _spec("tun_dst", _addr("tun_dst", values.ipv4)),
     **{f"tun_metadata{i}": _spec(f"tun_metadata{i}", _bitwise(f"tun_metadata{i}")) for i in range(4)},
     "tun_ipv6_src": _spec("tun_ipv6_src", _addr("tun_ipv6_src", values.ipv6)),
+    "ct_nw_src": _spec("ct_nw_src", _addr("ct_nw_src", values.ipv4), "ct_ipv4"),
+    "ct_nw_dst": _spec("ct_nw_dst", _addr("ct_nw_dst", values.ipv4), "ct_ipv4"),
+    "ct_ipv6_src": _spec("ct_ipv6_src", _addr("ct_ipv6_src", values.ipv6), "ct_ipv6"),
+    "ct_ipv6_dst": _spec("ct_ipv6_dst", _addr("ct_ipv6_dst", values.ipv6), "ct_ipv6"),
+    "ct_nw_proto": _spec("ct_nw_proto", _exact("ct_nw_proto"), "ct_ip"),
+    "ct_tp_src": _spec("ct_tp_src", _bitwise("ct_tp_src"), "ct_l4"),
+    "ct_tp_dst": _spec("ct_tp_dst", _bitwise("ct_tp_dst"), "ct_l4"),
     "tun_ipv6_dst": _spec("tun_ipv6_dst", _addr("tun_ipv6_dst", values.ipv6)),
     "metadata": _spec("metadata", _bitwise("metadata")),
     **{f"reg{i}": _spec(f"reg{i}", _bitwise(f"reg{i}")) for i in range(16)},
@@ -296,7 +305,6 @@ NOT_YET = {
     "tun_flags", "tun_ttl", "tun_tos", "tun_gbp_id", "tun_gbp_flags", "tun_erspan_idx",
     "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid", "tun_gtpu_flags", "tun_gtpu_msgtype",
     *[f"tun_metadata{i}" for i in range(4, 64)], "actset_output", "skb_priority", "pkt_mark",
-    "ct_nw_proto", "ct_nw_src", "ct_nw_dst", "ct_ipv6_src", "ct_ipv6_dst", "ct_tp_src", "ct_tp_dst",
     "mpls_label", "mpls_tc", "mpls_bos", "mpls_ttl", "nd_target", "nd_sll", "nd_tll", "nd_reserved",
     "nd_options_type", "nsh_flags", "nsh_mdtype", "nsh_np", "nsh_spi", "nsp", "nsh_si", "nsi",
     "nsh_ttl", "nsh_c1", "nsh_c2", "nsh_c3", "nsh_c4",
@@ -306,7 +314,9 @@ NOT_YET = {
 _SPLIT = {"ipv6_src": ("ipv6_src_hi", "ipv6_src_lo"), "ipv6_dst": ("ipv6_dst_hi", "ipv6_dst_lo"),
           "ct_label": ("ct_label_hi", "ct_label_lo"),
           "tun_ipv6_src": ("tun_ipv6_src_hi", "tun_ipv6_src_lo"),
-          "tun_ipv6_dst": ("tun_ipv6_dst_hi", "tun_ipv6_dst_lo")}
+          "tun_ipv6_dst": ("tun_ipv6_dst_hi", "tun_ipv6_dst_lo"),
+          "ct_ipv6_src": ("ct_ipv6_src_hi", "ct_ipv6_src_lo"),
+          "ct_ipv6_dst": ("ct_ipv6_dst_hi", "ct_ipv6_dst_lo")}
 
 
 def known(name):

@@ -24,6 +24,12 @@ The rules, by name (fields.FIELDS says which field has which):
   icmp_any      icmp_type/icmp_code: ICMP, or ICMPv6 (ovs-ofctl accepts
                 `icmp6,icmp_type=135` and matches the ICMPv6 type)
   icmpv6        icmpv6_type/icmpv6_code: ICMPv6
+  ct_ipv4, ct_ipv6, ct_ip, ct_l4
+                the connection's original tuple (ct_nw_src, ct_ipv6_dst, ct_nw_proto,
+                ct_tp_src ...): a valid connection in the match (one of ct_state +new
+                +est +rel +rpl, or +trk-inv, as OVS's is_ct_valid) and that
+                family (ip / ipv6 / either), and for ct_tp_* an exact ct_nw_proto
+                (OVS refuses these matches otherwise)
 
 Where softdpu is stricter than ovs-ofctl on purpose: ovs-ofctl treats tcp_dst,
 udp_dst and sctp_dst as the same field as tp_dst and icmpv6_type as icmp_type,
@@ -52,7 +58,13 @@ RULES = {
            lambda t, p: (t in (IPV4, IPV6) and p in _PORTS) or (t, p) in ((IPV4, ICMP), (IPV6, ICMPV6))),
     "icmp_any": ("icmp or icmp6", lambda t, p: (t, p) in ((IPV4, ICMP), (IPV6, ICMPV6))),
     "icmpv6": ("icmp6 (nw_proto=58 with ipv6)", lambda t, p: (t, p) == (IPV6, ICMPV6)),
+    "ct_ipv4": ("a valid ct_state (+est, +new, ... or +trk-inv) and ip", lambda t, p: t == IPV4),
+    "ct_ipv6": ("a valid ct_state (+est, +new, ... or +trk-inv) and ipv6", lambda t, p: t == IPV6),
+    "ct_ip": ("a valid ct_state (+est, +new, ... or +trk-inv) and ip or ipv6", lambda t, p: t in (IPV4, IPV6)),
+    "ct_l4": ("a valid ct_state (+est, +new, ... or +trk-inv), ip or ipv6 and ct_nw_proto", lambda t, p: t in (IPV4, IPV6)),
 }
+CS_TRK, CS_INV = 0x20, 0x10
+CS_VALID = 0x01 | 0x02 | 0x04 | 0x08 | 0x40 | 0x80     # new, est, rel, rpl, snat, dnat
 
 
 def _exact(members, member, full):
@@ -66,7 +78,14 @@ def check(rule, name, members):
     need, test = RULES[rule]
     dl_type = _exact(members, "dl_type", 0xFFFF)
     nw_proto = _exact(members, "nw_proto", 0xFF)
-    if not test(dl_type, nw_proto):
+    ct_ok = True
+    if rule.startswith("ct_"):
+        v, m = members.get("ct_state", (0, 0))      # OVS is_ct_valid: a bit that implies a
+        ct_ok = bool(v & m & CS_VALID) or bool(    # connection, or an explicit +trk-inv
+            v & m & CS_TRK and m & CS_INV and not v & CS_INV)
+        if rule == "ct_l4":
+            ct_ok = ct_ok and _exact(members, "ct_nw_proto", 0xFF) is not None
+    if not ct_ok or not test(dl_type, nw_proto):
         return f"prerequisites not met: {name} needs {need} on the same line (ovs-fields(7))"
     frag_v, frag_m = members.get("nw_frag", (0, 0))
     if rule in ("tcp", "udp", "sctp", "l4") and nw_proto in _PORTS and frag_v & frag_m & 2:
