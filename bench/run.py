@@ -17,6 +17,10 @@
   l2_switch    pipelines/l2-switch (normal, MAC learning, 2 VLANs) in memory
                (bench/l2_switch_bench.py): dpu.process on 64-byte frames of
                1000 hosts, MAC table warm, and the parse / flows / stats split
+  tunnels      VXLAN / Geneve encapsulation and decapsulation pipelines in
+               memory (bench/tunnel_bench.py): dpu.process on 64-byte inner
+               frames, IPv4 and IPv6 underlays, fixed and flow-based tunnels,
+               and the parse / decap / flows / encap / stats split
 
 Results and the command go in bench/RESULTS.md by hand, with the date and machine.
 """
@@ -39,6 +43,7 @@ from classifier_bench import bench_classifier  # noqa: E402
 from l2_switch_bench import bench_l2_switch  # noqa: E402
 from parse_bench import bench_parse  # noqa: E402
 from pcap_bench import bench_pcap  # noqa: E402
+from tunnel_bench import STAGES, bench_tunnels  # noqa: E402
 
 
 def udp_pcap(path, n, size=64, flows=4096, t0=1_700_000_000):
@@ -111,6 +116,7 @@ def main(argv=None):
     res.update(bench_run(args.packets))
     res["classifier"] = bench_classifier()
     res["l2_switch"] = bench_l2_switch()
+    res["tunnels"] = bench_tunnels()
     if args.json:
         print(json.dumps(res, indent=2))
         return
@@ -132,6 +138,9 @@ def main(argv=None):
     for k, label in (("total", "l2-switch dpu.process, 64 B"), ("parse", "  parse"), ("flows", "  flows (normal)"),
                      ("stats", "  stats")):
         print(f"{label:28s} {s[k]['mpps']:8.2f} Mpps  {s[k]['ns_per_pkt']:6.1f} ns/pkt")
+    for name, r in res["tunnels"].items():
+        split = ", ".join(f"{st} {r[st]['ns_per_pkt']:.1f}" for st in STAGES)
+        print(f"{'tunnel ' + name:28s} {r['total']['mpps']:8.2f} Mpps  {r['total']['ns_per_pkt']:6.1f} ns/pkt  ({split})")
 
 
 if __name__ == "__main__":
