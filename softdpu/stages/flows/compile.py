@@ -23,7 +23,8 @@ import numpy as np
 
 from softdpu.key import FIELDS, KEY_WORDS
 from softdpu.stages.flows import tuple_space
-from softdpu.stages.flows.action_syntax import (OP_COLS, OP_DROP, OP_NORMAL, OP_OUTPUT, encode,  # noqa: F401
+from softdpu.stages.flows.action_encode import encode
+from softdpu.stages.flows.action_syntax import (OP_COLS, OP_DROP, OP_NORMAL, OP_OUTPUT,  # noqa: F401
                                                 needs_openflow11, vlan_in_match)
 
 N_TABLES = 255
