@@ -14,6 +14,10 @@
   classifier   10k rules in 50 masks (bench/classifier_bench.py): tuple-space
                search, flow cache missing and hitting, parse + flow tables
                over 64k / 1k / Zipf / 256 flows with the cache hit rate
+  firewall     pipelines/firewall (ct(), conntrack) in memory
+               (bench/firewall_bench.py): dpu.process on 64-byte TCP/UDP
+               packets of 1k / 100k / 1M established connections, and the
+               parse / flows (incl. conntrack) / stats split
   l2_switch    pipelines/l2-switch (normal, MAC learning, 2 VLANs) in memory
                (bench/l2_switch_bench.py): dpu.process on 64-byte frames of
                1000 hosts, MAC table warm, and the parse / flows / stats split
@@ -40,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from classifier_bench import bench_classifier  # noqa: E402
+from firewall_bench import bench_firewall  # noqa: E402
 from l2_switch_bench import bench_l2_switch  # noqa: E402
 from parse_bench import bench_parse  # noqa: E402
 from pcap_bench import bench_pcap  # noqa: E402
@@ -116,6 +121,7 @@ def main(argv=None):
     res.update(bench_run(args.packets))
     res["classifier"] = bench_classifier()
     res["l2_switch"] = bench_l2_switch()
+    res["firewall"] = [bench_firewall(n) for n in (1000, 100_000, 1_000_000)]
     res["tunnels"] = bench_tunnels()
     if args.json:
         print(json.dumps(res, indent=2))
@@ -138,6 +144,10 @@ def main(argv=None):
     for k, label in (("total", "l2-switch dpu.process, 64 B"), ("parse", "  parse"), ("flows", "  flows (normal)"),
                      ("stats", "  stats")):
         print(f"{label:28s} {s[k]['mpps']:8.2f} Mpps  {s[k]['ns_per_pkt']:6.1f} ns/pkt")
+    for f in res["firewall"]:
+        for k, label in (("total", f"firewall {f['conns']:,} conns"), ("parse", "  parse"),
+                         ("flows", "  flows incl. conntrack"), ("stats", "  stats")):
+            print(f"{label:28s} {f[k]['mpps']:8.2f} Mpps  {f[k]['ns_per_pkt']:6.1f} ns/pkt")
     for name, r in res["tunnels"].items():
         split = ", ".join(f"{st} {r[st]['ns_per_pkt']:.1f}" for st in STAGES)
         print(f"{'tunnel ' + name:28s} {r['total']['mpps']:8.2f} Mpps  {r['total']['ns_per_pkt']:6.1f} ns/pkt  ({split})")
