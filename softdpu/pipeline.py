@@ -29,6 +29,13 @@ from softdpu.stages.tunnel.stage import Tunnels
 from softdpu.stats import Stats
 
 
+def _ct_zone_guess(rules):
+    """The zone of the pipeline's ct() actions when they all name the same constant one, else 0."""
+    zones = {a.arg.zone for r in rules for a in r.actions
+             if a.name == "ct" and getattr(a.arg, "zone_field", None) is None and hasattr(a.arg, "zone")}
+    return zones.pop() if len(zones) == 1 else 0
+
+
 class Dpu:
     def __init__(self, cfg):
         self.config = cfg
@@ -52,6 +59,8 @@ class Dpu:
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
         self.tunnels = Tunnels(cfg.ports, cfg.neighbors, self.batch.data.shape[0], cfg.geneve_options)
         self.flows.state[S_TUNNELS] = int(bool(self.tunnels))   # tx entries carry the tunnel fields
+        if self.flows.conntrack is not None:
+            self.flows.conntrack.prefetch_zone = _ct_zone_guess(rules)
         self.parse = Parse(drop_malformed=cfg.drop_malformed)
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies
@@ -77,6 +86,8 @@ class Dpu:
             self.tunnels.decap(batch, self.config.drop_malformed)
         if self.tracer is not None:
             self.tracer.before_flows(batch)
+        if self.flows.uses_ct:
+            self.flows.conntrack.prefetch(batch)      # a big table: overlap its cache misses (no state)
         self.flows.run(batch)
         if self.tracer is not None:
             self.tracer.after_flows(batch)

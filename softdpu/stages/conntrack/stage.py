@@ -15,12 +15,15 @@ import ipaddress
 import numpy as np
 
 from softdpu.stages.conntrack.execute import OUT_COLS, ct_execute_batch
+from softdpu.stages.conntrack.prefetch import ct_prefetch
 from softdpu.stages.conntrack.extract import P_ICMP, P_ICMPV6, P_TCP
-from softdpu.stages.conntrack.table import (E_BYTES_O, E_BYTES_R, E_EXP, E_INFO, E_LABEL_HI,
+from softdpu.stages.conntrack.table import (C_ENTRIES, E_BYTES_O, E_BYTES_R, E_EXP, E_INFO, E_LABEL_HI,
                                             E_LABEL_LO, E_MARK, E_PKTS_O, E_PKTS_R, E_TCP,
                                             K_USED, CtTable)
 from softdpu.stages.conntrack.tcp import (TCPS_ESTABLISHED, TCPS_FIN_WAIT_2, TCPS_NAMES, TCPS_SYN_RECV,
                                           TCPS_TIME_WAIT)
+
+PREFETCH_MIN = 1 << 18   # entries (~45 MB of table lines): below, ct_prefetch costs more than it saves
 
 # OVS's ct_dpif_format_ipproto: by protocol number whatever the IP version, else the number
 PROTO_NAMES = {1: "icmp", 58: "icmpv6", 6: "tcp", 17: "udp", 132: "sctp", 136: "udplite", 33: "dccp",
@@ -37,6 +40,24 @@ class Conntrack:
         self.no_set = np.zeros((1, 6), np.uint64)
         self.zones = np.zeros(rows, np.int64)
         self.sweep_budget = 2 * rows if sweep_budget is None else sweep_budget
+        self.slots = np.zeros(rows, np.int64)
+        self.prefetch_zone = 0        # the zone ct_prefetch guesses (the pipeline's ct zone)
+
+    def prefetching(self):
+        """Does prefetch() work: the table holds at least PREFETCH_MIN entries (below that it
+        stays in the caches and the extra pass costs more than it saves)."""
+        return self.table.st[C_ENTRIES] >= PREFETCH_MIN
+
+    def prefetch(self, batch):
+        """Warm the table lines this batch's ct() lookups will read (prefetch.py; no state),
+        when the table is big enough for that to pay."""
+        if self.table.st[C_ENTRIES] < PREFETCH_MIN:
+            return
+        n = batch.n
+        if n > len(self.slots):
+            self.slots = np.zeros(n, np.int64)
+        t = self.table
+        ct_prefetch(t.idx, t.keys, t.ent, batch.data, batch.meta, n, self.prefetch_zone, self.slots)
 
     def run(self, batch, zone=0, commit=False, force=False, mark=None, label=None, new_packets=True):
         """ct(...) on every live row of `batch` (zone: an int or an int64 array per row).
