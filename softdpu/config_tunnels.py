@@ -205,25 +205,33 @@ def resolve_underlays(path, ports, line):
             seen[ident] = p.name
 
 
+def _table_list(path, doc, loc, name, keys):
+    """[[name]] tables, each checked against `keys` (all required) -> [(index, values, line)]."""
+    entries = doc.get(name, [])
+    if not isinstance(entries, list):
+        raise ConfigError(path, name, f"expected [[{name}]] tables", loc.line(name))
+    out = []
+    for i, e in enumerate(entries):
+        line = lambda k=None, i=i: loc.line(name, i, k)  # noqa: E731
+        if not isinstance(e, dict):
+            raise ConfigError(path, f"{name}[{i}]", f"expected a [[{name}]] table, got {e!r}", line())
+        for key in e:
+            if key not in keys:
+                raise ConfigError(path, f"{name}[{i}].{key}",
+                                  f"unknown key; expected one of: {', '.join(sorted(keys))}", line(key))
+        values = {}
+        for key, (validator, expected) in keys.items():
+            if key not in e:
+                raise ConfigError(path, f"{name}[{i}].{key}", f"missing; expected {expected}", line())
+            values[key] = check_value(path, line(key), f"{name}[{i}].{key}", e[key], validator, expected)
+        out.append((i, values, line))
+    return out
+
+
 def geneve_options(path, doc, loc):
     """[[geneve_option]] tables -> [(class, type, len, field index)]."""
-    entries = doc.get("geneve_option", [])
-    if not isinstance(entries, list):
-        raise ConfigError(path, "geneve_option", "expected [[geneve_option]] tables", loc.line("geneve_option"))
     out, fields, classes = [], {}, {}
-    for i, e in enumerate(entries):
-        line = lambda k=None: loc.line("geneve_option", i, k)  # noqa: E731
-        if not isinstance(e, dict):
-            raise ConfigError(path, f"geneve_option[{i}]", f"expected a [[geneve_option]] table, got {e!r}", line())
-        for key in e:
-            if key not in GENEVE_OPTION_KEYS:
-                raise ConfigError(path, f"geneve_option[{i}].{key}",
-                                  f"unknown key; expected one of: {', '.join(sorted(GENEVE_OPTION_KEYS))}", line(key))
-        v = {}
-        for key, (validator, expected) in GENEVE_OPTION_KEYS.items():
-            if key not in e:
-                raise ConfigError(path, f"geneve_option[{i}].{key}", f"missing; expected {expected}", line())
-            v[key] = check_value(path, line(key), f"geneve_option[{i}].{key}", e[key], validator, expected)
+    for i, v, line in _table_list(path, doc, loc, "geneve_option", GENEVE_OPTION_KEYS):
         if v["field"] in fields:
             raise ConfigError(path, f"geneve_option[{i}].field", f"{v['field']} already holds geneve_option"
                               f"[{fields[v['field']]}]", line("field"))
@@ -237,24 +245,9 @@ def geneve_options(path, doc, loc):
 
 def neighbours(path, doc, loc):
     """[[neighbor]] tables -> {ip address: mac int}."""
-    entries = doc.get("neighbor", [])
-    if not isinstance(entries, list):
-        raise ConfigError(path, "neighbor", "expected [[neighbor]] tables", loc.line("neighbor"))
     out = {}
-    for i, e in enumerate(entries):
-        line = lambda k=None: loc.line("neighbor", i, k)  # noqa: E731
-        if not isinstance(e, dict):
-            raise ConfigError(path, f"neighbor[{i}]", f"expected a [[neighbor]] table, got {e!r}", line())
-        for key in e:
-            if key not in NEIGHBOR_KEYS:
-                raise ConfigError(path, f"neighbor[{i}].{key}",
-                                  f"unknown key; expected one of: {', '.join(sorted(NEIGHBOR_KEYS))}", line(key))
-        values = {}
-        for key, (validator, expected) in NEIGHBOR_KEYS.items():
-            if key not in e:
-                raise ConfigError(path, f"neighbor[{i}].{key}", f"missing; expected {expected}", line())
-            values[key] = check_value(path, line(key), f"neighbor[{i}].{key}", e[key], validator, expected)
-        if values["ip"] in out:
-            raise ConfigError(path, f"neighbor[{i}].ip", f"duplicate neighbour {values['ip']}", line("ip"))
-        out[values["ip"]] = values["mac"]
+    for i, v, line in _table_list(path, doc, loc, "neighbor", NEIGHBOR_KEYS):
+        if v["ip"] in out:
+            raise ConfigError(path, f"neighbor[{i}].ip", f"duplicate neighbour {v['ip']}", line("ip"))
+        out[v["ip"]] = v["mac"]
     return out
