@@ -155,15 +155,17 @@ def arp_hello(h):
 
 
 class Feeder:
-    """Refills a batch as the pcap reader does (put_packet), from frames in memory."""
+    """Refills a batch as the pcap reader does (put_packet), from same-length frames in memory
+    (uint8[n, length]); the other in-memory benches use it too."""
 
     def __init__(self, frames_, in_port, size):
         self.frames, self.size = frames_, size
+        self.flen = frames_.shape[1]
         n = len(frames_)
         self.meta = np.zeros((n, M_COLS), np.int64)
         self.meta[:, M_START] = HEADROOM
-        self.meta[:, M_LEN] = FRAME
-        self.meta[:, M_WIRE_LEN] = FRAME
+        self.meta[:, M_LEN] = self.flen
+        self.meta[:, M_WIRE_LEN] = self.flen
         self.meta[:, M_IN_PORT] = in_port
         self.meta[:, M_DROP] = 0
         self.clock = T0
@@ -176,7 +178,7 @@ class Feeder:
         hi = min(lo + self.size, len(self.frames))
         n = hi - lo
         batch.clear()
-        batch.data[:n, HEADROOM: HEADROOM + FRAME] = self.frames[lo:hi]
+        batch.data[:n, HEADROOM: HEADROOM + self.flen] = self.frames[lo:hi]
         batch.meta[:n] = self.meta[lo:hi]
         batch.meta[:n, M_TS] = self.clock + self.steps[:n]
         self.clock += n * NS_PER_PKT_CLOCK

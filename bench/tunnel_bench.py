@@ -40,15 +40,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softdpu.batch import HEADROOM, M_COLS, M_DROP, M_IN_PORT, M_LEN, M_START, M_TS, M_WIRE_LEN  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+
+from l2_switch_bench import Feeder, _pass_process  # noqa: E402
+from softdpu.batch import M_LEN  # noqa: E402
 from softdpu.pipeline import Dpu  # noqa: E402
 from softdpu.stages.flows.outputs import S_CLONES  # noqa: E402
 
 INNER = 64
 FLOWS = 1024
 POOL = 65_536
-T0 = 1_700_000_000 * 10**9
-NS_PER_PKT_CLOCK = 67
 LOCAL4, REMOTE4 = "192.0.2.1", "192.0.2.2"
 LOCAL6, REMOTE6 = "2001:db8::1", "2001:db8::2"
 UL_MAC, REMOTE_MAC = "02:00:00:00:00:fe", "02:00:00:00:02:fe"
@@ -146,47 +147,6 @@ def outer_frames(inner, kind, family):
         hdr = VXLAN(vni=VNI, flags=8, NextProtocol=0) if kind == "vxlan" else GENEVE(vni=VNI, proto=0x6558)
         rows.append(bytes(Ether(src=REMOTE_MAC, dst=UL_MAC) / l3 / u / hdr / Raw(f.tobytes())))
     return np.array([np.frombuffer(r, np.uint8) for r in rows])
-
-
-class Feeder:
-    """Refills a batch as the pcap reader does (put_packet), from same-length frames in memory."""
-
-    def __init__(self, frames, in_port, size):
-        self.frames, self.size = frames, size
-        self.flen = frames.shape[1]
-        n = len(frames)
-        self.meta = np.zeros((n, M_COLS), np.int64)
-        self.meta[:, M_START] = HEADROOM
-        self.meta[:, M_LEN] = self.flen
-        self.meta[:, M_WIRE_LEN] = self.flen
-        self.meta[:, M_IN_PORT] = in_port
-        self.meta[:, M_DROP] = 0
-        self.clock = T0
-        self.steps = np.arange(size, dtype=np.int64) * NS_PER_PKT_CLOCK
-
-    def batches(self):
-        return range(0, len(self.frames), self.size)
-
-    def fill(self, batch, lo):
-        hi = min(lo + self.size, len(self.frames))
-        n = hi - lo
-        batch.clear()
-        batch.data[:n, HEADROOM: HEADROOM + self.flen] = self.frames[lo:hi]
-        batch.meta[:n] = self.meta[lo:hi]
-        batch.meta[:n, M_TS] = self.clock + self.steps[:n]
-        self.clock += n * NS_PER_PKT_CLOCK
-        batch.n = n
-        return n
-
-
-def _pass_process(dpu, feed):
-    batch, t_all, pk = dpu.batch, 0.0, 0
-    for lo in feed.batches():
-        pk += feed.fill(batch, lo)
-        t = time.perf_counter()
-        dpu.process(batch)
-        t_all += time.perf_counter() - t
-    return t_all, pk
 
 
 def _pass_stages(dpu, feed):

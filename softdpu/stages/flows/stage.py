@@ -201,14 +201,7 @@ class FlowTables:
         if self.clock_start is None and batch.n:
             self._start_clock(int(batch.meta[0, M_TS]))
         self._last = batch
-        p = self.program
-        self.state[S_CLONE_BASE] = batch.size
-        batch.n_tx = run_actions(batch.data, batch.meta, batch.key, batch.orig, batch.n, batch.tx,
-                                 p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
-                                 p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
-                                 self.trunks, self.macs.entries, self.state, self.stack, self.trace,
-                                 self.used_ns, self._ct_args(batch, 0))
-        self._ct_sweep(batch)
+        self._run_all(batch)
 
     def _run_all(self, batch):
         """The kernel over the whole batch (run() without its checks)."""
