@@ -66,12 +66,49 @@ class Dpu:
         self.stats.lost_copies = self.flows.lost_copies
         self.stats.expired_flows = lambda: self.flows.expired
         self.stats.extra_lines = self.tunnels.lines
-        self.tracer = None        # a trace.Tracer marks packets and collects their records
+        self.tracer = None        # also builds self.steps
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
     @classmethod
     def load(cls, path):
         return cls(config.load(path))
+
+    @property
+    def tracer(self):
+        """A trace.Tracer that marks packets and collects their records, or None."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer):
+        self._tracer = tracer
+        self.steps = self._steps()
+
+    def _steps(self):
+        """The stages a batch goes through, in order: [(name, callable(batch))].
+
+        The names are what per-stage timing reports (bench); "trace" steps
+        are only there while a tracer is set.
+        """
+        trace = self._tracer
+        steps = [("parse", self.parse.run)]
+        if trace is not None:
+            steps.append(("trace", trace.after_parse))
+        if self.tunnels:
+            steps.append(("decap", lambda batch: self.tunnels.decap(batch, self.config.drop_malformed)))
+        if trace is not None:
+            steps.append(("trace", trace.before_flows))
+        if self.flows.uses_ct:
+            # a big table: overlap its cache misses (reads only, no state)
+            steps.append(("ct-prefetch", self.flows.conntrack.prefetch))
+        steps.append(("flows", self.flows.run))
+        if trace is not None:
+            steps.append(("trace", trace.after_flows))
+        if self.tunnels:
+            steps.append(("encap", lambda batch: self.tunnels.encap(batch, int(self.flows.state[S_CLONES]))))
+            if trace is not None:
+                steps.append(("trace", trace.after_encap))
+        steps.append(("stats", lambda batch: self.stats.add(batch, self.port_index)))
+        return steps
 
     def process(self, batch):
         """Run the stages over one filled batch and count it."""
@@ -79,23 +116,8 @@ class Dpu:
             raise ValueError(f"a batch of {batch.n} packets (tx room {batch.tx.shape[0]}) is more than this "
                              f"Dpu was sized for ({self.batch.size}, fanout {self.flows.max_outputs}); "
                              f"use dpu.batch")
-        self.parse.run(batch)
-        if self.tracer is not None:
-            self.tracer.after_parse(batch)
-        if self.tunnels:
-            self.tunnels.decap(batch, self.config.drop_malformed)
-        if self.tracer is not None:
-            self.tracer.before_flows(batch)
-        if self.flows.uses_ct:
-            self.flows.conntrack.prefetch(batch)      # a big table: overlap its cache misses (no state)
-        self.flows.run(batch)
-        if self.tracer is not None:
-            self.tracer.after_flows(batch)
-        if self.tunnels:
-            self.tunnels.encap(batch, int(self.flows.state[S_CLONES]))
-            if self.tracer is not None:
-                self.tracer.after_encap(batch)
-        self.stats.add(batch, self.port_index)
+        for _, step in self.steps:
+            step(batch)
 
     # -- pcap mode ---------------------------------------------------------
     def inputs(self, overrides=None):
