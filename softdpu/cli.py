@@ -4,6 +4,8 @@
   softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
   softdpu trace PIPELINE [--in PORT=FILE ...] [--packet N|N-M ...] [--json]
   softdpu dump-conntrack PIPELINE [--in PORT=FILE ...] [--zone N] [-s]
+  softdpu start PIPELINE [--workers N]   softdpu ctl [--dpu NAME] COMMAND ...
+  softdpu lab up|down|status TOPOLOGY    (live mode: softdpu/live/)
 
 Errors a user can fix (bad pipeline file, bad flow line, bad capture) print
 as one line, `softdpu: error: ...`, and exit with status 2.
@@ -90,6 +92,8 @@ def build_parser():
     pol.add_argument("pipeline", help="the pipeline file (.toml)")
     pol.add_argument("--ovs", action="store_true",
                      help="for Open vSwitch, which has no reject action: print reject as drop")
+    from softdpu.live import commands as live
+    live.add_parsers(sub)
     return ap
 
 
@@ -250,6 +254,9 @@ def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("start", "ctl", "lab"):
+            from softdpu.live import commands as live
+            return live.run(args, out)
         return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace,
                 "dump-conntrack": cmd_dump_conntrack,
                 "compile-policy": cmd_compile_policy}[args.command](args, out)

@@ -59,6 +59,10 @@ PORT_VLAN = {
 }
 PORT_TYPES = {
     "pcap": {"input": (str, "a capture file (pcap or pcapng), relative to the pipeline file")},
+    # live ports (softdpu start): mac / mtu also apply (config_tunnels.UNDERLAY_KEYS)
+    "afpacket": {"interface": (str, "the interface to attach to (default: the port's name)")},
+    "tap": {"interface": (str, "the TAP device to create (default: the port's name)"),
+            "netns": (str, "the network namespace to move the TAP device into (default: softdpu's)")},
     "vxlan": {},       # options: config_tunnels.TUNNEL_KEYS
     "geneve": {},
 }
@@ -277,6 +281,9 @@ def _port(path, base, i, p, loc, names, numbers):
     for key, (kind, expected) in schema.items():
         if key in p:
             options[key] = _check(path, line(key), f"port[{i}].{key}", p[key], kind, expected)
+    if "interface" in options and not NAME_RE.match(options["interface"]):
+        raise ConfigError(path, f"port[{i}].interface", f"expected an interface name (letters, digits, _ . -, "
+                          f"at most 15 characters), got {options['interface']!r}", line("interface"))
     if ptype == "pcap" and "input" in options:
         f = (base / options["input"]).resolve()
         if not f.is_file():

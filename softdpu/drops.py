@@ -50,6 +50,8 @@ REASONS = (
     ("recirc_limit", "more than 6 ct(table=N) recirculations for one packet"),
     # the reject action (flows/reject.py)
     ("rejected", "a flow's reject action: dropped, and the sender told (TCP RST / ICMP unreachable)"),
+    # live ports (afpacket, tap)
+    ("port_mtu", "longer than the output interface's MTU (live ports)"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -92,6 +94,7 @@ PUNTED = CODE["punted"]
 CT_FULL = CODE["ct_full"]
 RECIRC_LIMIT = CODE["recirc_limit"]
 REJECTED = CODE["rejected"]
+PORT_MTU = CODE["port_mtu"]
 
 
 def describe(code):

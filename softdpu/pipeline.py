@@ -66,6 +66,7 @@ class Dpu:
         self.stats.lost_copies = self.flows.lost_copies
         self.stats.expired_flows = lambda: self.flows.expired
         self.stats.extra_lines = self.tunnels.lines
+        self.port_mtu = None      # live ports: a ports.mtu.PortMtu (set_port_mtu)
         self.tracer = None        # also builds self.steps
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
@@ -107,8 +108,17 @@ class Dpu:
             steps.append(("encap", lambda batch: self.tunnels.encap(batch, int(self.flows.state[S_CLONES]))))
             if trace is not None:
                 steps.append(("trace", trace.after_encap))
+        if self.port_mtu is not None:
+            steps.append(("port-mtu", self.port_mtu.run))
         steps.append(("stats", lambda batch: self.stats.add(batch, self.port_index)))
         return steps
+
+    def set_port_mtu(self, limits):
+        """Live ports: {ofport: longest frame it sends}; longer tx entries are taken out and
+        counted (the port_mtu drop) before the stats."""
+        from softdpu.ports.mtu import PortMtu
+        self.port_mtu = PortMtu(limits, self.batch.size) if limits else None
+        self.steps = self._steps()
 
     def process(self, batch):
         """Run the stages over one filled batch and count it."""

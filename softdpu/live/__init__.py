@@ -1,0 +1,1 @@
+"""Live mode: softdpu on real interfaces (afpacket, tap ports), its workers and control socket."""
