@@ -115,8 +115,8 @@ def open_rx_socket(ifname, max_frame, fanout_id=None):
         s.bind((ifname, ETH_P_ALL))
         s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, struct.pack("iHH8s", idx, PACKET_MR_PROMISC, 0, b""))
         if fanout_id is not None:
-            s.setsockopt(SOL_PACKET, PACKET_FANOUT,
-                         (fanout_id & 0xFFFF) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16)
+            s.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack(
+                "I", (fanout_id & 0xFFFF) | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16))
     except OSError as e:
         s.close()
         raise SoftdpuError(f"interface {ifname}: cannot set up its AF_PACKET RX ring: {e.strerror}") from None
