@@ -198,3 +198,49 @@ def test_bad_input(lab, tmp_path):
                         "show"], capture_output=True, text=True, timeout=60, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 2 and "no softdpu named nobody" in r.stderr
+
+
+TAP_PIPELINE = """
+[pipeline]
+name = "taps"
+flows = "{root}/pipelines/l2-switch.flows"
+
+[[port]]
+name = "vf1"
+ofport = 1
+type = "tap"
+mac = "02:00:00:00:0a:01"
+mtu = 1400
+netns = "{h1}"
+
+[[port]]
+name = "vf2"
+ofport = 2
+type = "tap"
+interface = "vf2dev"
+netns = "{h2}"
+"""
+
+
+def test_tap_ports_are_nics_of_the_host_namespaces(tmp_path):
+    """Two TAP devices made by softdpu, each moved into a host namespace: TCP between them."""
+    require_netns()
+    from live_harness import Softdpu
+    with TwoHosts(prefix="sdt") as lab:
+        pipe = tmp_path / "taps.toml"
+        pipe.write_text(TAP_PIPELINE.format(root=ROOT, h1=lab.h1, h2=lab.h2))
+        with Softdpu(lab.dpu, pipe, tmp_path) as sd:
+            assert netns.mac_of(lab.h1, "vf1") == "02:00:00:00:0a:01"
+            netns.address(lab.h1, "vf1", "10.67.0.1/24")
+            netns.address(lab.h2, "vf2dev", "10.67.0.2/24")
+            got, back, sent = tcp_exchange(lab.h1, lab.h2, "10.67.0.2", 5400, 200_000)
+            assert got == sent and back == bytes(reversed(sent))
+            assert udp_send(lab.h2, lab.h1, "10.67.0.1", 6400, 50, size=1300) == 50
+            _, show, _ = sd.ctl("show")
+            assert "tap vf1 mtu 1400" in show
+            out = _stats(sd)
+            assert "dropped 0" in out, out
+        assert sd.proc.returncode == 0
+        from pyroute2 import IPRoute
+        with IPRoute(netns=lab.h1) as ipr:
+            assert not ipr.link_lookup(ifname="vf1")           # gone with softdpu

@@ -122,6 +122,6 @@ class Worker:
             "rules": [flow_mods.rule_key(r) for r in flows.program.rules],
             "n_packets": flows.program.n_packets.copy(), "n_bytes": flows.program.n_bytes.copy(),
             "mtu_cut": self.dpu.port_mtu.cut if self.dpu.port_mtu is not None else 0,
-            "ports": {p.name: p.counters() for p in self.ports},
+            "ports": {p.name: p.counters_dict() for p in self.ports},
             "connections": flows.conntrack.table.counters()["entries"] if flows.uses_ct else None,
         }

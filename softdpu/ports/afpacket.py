@@ -214,7 +214,7 @@ class AfPacketPort:
             self.tx_state[R.T_FULL] += lost
             self.tx_state[R.T_PACKETS] -= lost
 
-    def counters(self):
+    def counters_dict(self):
         """{name: value} of what the rings did (rx from the ring, tx into it, and what was lost)."""
         r, t = self.rx_state, self.tx_state
         return {"ring_rx_packets": int(r[R.R_PACKETS]), "ring_rx_bytes": int(r[R.R_BYTES]),
