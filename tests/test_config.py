@@ -215,7 +215,7 @@ def test_ofport_top_of_range_loads(tmp_path):
 
 def test_unknown_port_type(tmp_path):
     path, err = error_of(tmp_path, HEAD + PORT1.replace('"pcap"', '"pcapp"'))
-    check(err, path, 6, "port[0].type", "unknown port type 'pcapp'", "expected one of: geneve, pcap, vxlan")
+    check(err, path, 6, "port[0].type", "unknown port type 'pcapp'", "expected one of: afpacket, geneve, pcap, tap, vxlan")
 
 
 def test_duplicate_port_name(tmp_path):

@@ -9,6 +9,7 @@ and removed on exit (also on failure); every wait is bounded.  Skips without
 root/netns, FAILS under CI=true.
 """
 import os
+import re
 import signal
 import socket
 import stat
@@ -20,8 +21,41 @@ from live_harness import H1_IP, H2_IP, ROOT, TwoHosts, require_netns, tcp_exchan
 
 from softdpu.live import netns
 
-L2 = "pipelines/live-l2-switch.toml"
-FW = "pipelines/live-firewall.toml"
+L2 = "pipelines/live/l2-switch.toml"
+FW = "pipelines/live/firewall.toml"
+
+
+LIVE_PIPELINES = sorted((ROOT / "pipelines" / "live").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", LIVE_PIPELINES, ids=lambda p: p.stem)
+def test_shipped_live_pipelines_load(path):
+    from softdpu import config
+    from softdpu.live.ports import check
+    cfg = config.load(path)
+    check(cfg, 2)
+    assert any(p.type == "afpacket" for p in cfg.ports)
+
+
+def test_live_config_errors(tmp_path):
+    from softdpu import config
+    from softdpu.errors import ConfigError
+    from softdpu.live.ports import check
+    flows = ROOT / "pipelines" / "l2-switch.flows"
+    head = f'[pipeline]\nflows = "{flows}"\n[[port]]\nname = "p1"\nofport = 1\n'
+    cases = {
+        'type = "afpacket"\ninterface = "this-name-is-too-long"\n': "port[0].interface: expected an interface name",
+        'type = "afpacket"\nnetns = "x"\n': "port[0].netns: unknown key for a afpacket port",
+        'type = "tap"\nmtu = 10\n': "port[0].mtu",
+    }
+    for body, want in cases.items():
+        p = tmp_path / "p.toml"
+        p.write_text(head + body)
+        with pytest.raises(ConfigError, match=re.escape(want)):
+            config.load(p)
+    p.write_text(head + 'type = "tap"\n')
+    with pytest.raises(ConfigError, match="tap ports have one queue"):
+        check(config.load(p), 2)
 
 
 @pytest.fixture
@@ -189,7 +223,7 @@ def test_bad_input(lab, tmp_path):
     assert r.returncode == 2 and "port[0].type: a pcap port cannot run live" in r.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text((ROOT / L2).read_text().replace('interface = "d2"', 'interface = "nosuch0"')
-                   .replace('flows = "', f'flows = "{ROOT}/pipelines/'))
+                   .replace('flows = "', f'flows = "{ROOT}/pipelines/live/'))
     r = start(str(bad))
     assert r.returncode == 2 and "nosuch0" in r.stderr, r.stderr
     r = start(L2, "--workers", "0")
