@@ -1,0 +1,344 @@
+"""Live forwarding rate between two veths: softdpu (1 and 2 workers), the Linux bridge and
+Open vSwitch's userspace datapath, in one run.
+
+    python bench/live_bench.py [--rounds 5] [--seconds 2] [--sizes 64,1400] [--json]
+
+    gen ns: g0 <=> d1 [dut ns: the switch under test] d2 <=> s0 :sink ns
+
+The generator (this file, --generate) fills a TPACKET_V2 TX ring on g0 once with
+`flows` different UDP frames (source port varies, unknown destination MAC: every
+switch floods them to d2) and then, in a loop, hands the whole ring to the kernel
+(a kernel marks every free frame SEND_REQUEST, one send() per ring): as fast as
+the kernel takes them.  The rate is what arrives at s0 (its rx_packets) per
+second of a measured window, after a warm-up second.  Each round starts each
+switch in turn (interleaved, so load from other users of the machine spreads
+over all), `--rounds` rounds; median / min / max over the rounds.  The CPU time
+(user + system) of the switch's processes in the window is also given per
+forwarded packet (the bridge's work runs in softirq on the sender's CPU: no
+process to charge, so none).
+
+The generator is pinned to CPU 0, the switch's processes to CPU 1 (softdpu with
+2 workers: CPUs 0-1, shared with the generator: this machine has 2 cores).
+On veths the receive path of every frame (netif_rx -> AF_PACKET tap / bridge)
+runs in the SENDER's context: the generator's CPU pays for the bridge's
+forwarding and for copying into softdpu's and OVS's receive sockets.
+OVS: a private ovsdb-server / ovs-vswitchd (own rundir, database and logs in a
+temporary directory), bridge datapath_type=netdev, ports d1 and d2 (netdev-linux,
+AF_PACKET), the default NORMAL flow.
+"""
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from softdpu._jit import njit  # noqa: E402
+from softdpu.live import netns  # noqa: E402
+
+DST_MAC = bytes.fromhex("020000000099")
+SRC_MAC = bytes.fromhex("020000000001")
+
+
+# ---------------------------------------------------------------- the generator
+
+@njit
+def _rearm(ring, nframes, fsize):
+    """Every free frame of the TX ring back to SEND_REQUEST (its bytes and length stay)."""
+    n = 0
+    for f in range(nframes):
+        base = f * fsize
+        if ring[base] == 0 and ring[base + 1] == 0:
+            ring[base] = 1
+            n += 1
+    return n
+
+
+def _frame(size, k):
+    from scapy.all import IP, UDP, Ether
+    f = bytes(Ether(dst=DST_MAC, src=SRC_MAC) / IP(src="10.1.0.1", dst="10.2.0.1") /
+              UDP(sport=1024 + k, dport=9))
+    return f + bytes(size - len(f))
+
+
+def generate(ifname, size, flows, seconds):
+    """Send as fast as the kernel takes frames for `seconds` (or until SIGTERM); prints the count."""
+    import struct
+
+    from softdpu.ports import afpacket as A
+    from softdpu.ports import afpacket_ring as R
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    s = A.open_tx_socket(ifname, max(size, 1600))
+    ring = A._Ring(s.sock, s.unit * s.count)
+    fsize, nframes = s.unit, s.count
+    for f in range(nframes):
+        fr = _frame(size, f % flows)
+        base = f * fsize
+        ring.buf[base + R.TX_DATA: base + R.TX_DATA + size] = np.frombuffer(fr, np.uint8)
+        struct.pack_into("<I", ring.buf, base + 4, size)
+    _rearm(np.zeros(fsize, np.uint8), 0, fsize)       # compiled or loaded before "ready"
+    print("ready", flush=True)
+    sent = 0
+    end = time.monotonic() + seconds
+    while not stop and time.monotonic() < end:
+        sent += _rearm(ring.buf, nframes, fsize)
+        try:
+            s.sock.send(b"", 0)
+        except OSError:
+            pass
+    print(sent, flush=True)
+
+
+# ---------------------------------------------------------------- the set-up
+
+class Bench:
+    def __init__(self):
+        tag = secrets.token_hex(2)
+        self.gen, self.dut, self.sink = (f"lb{tag}-{n}" for n in ("gen", "dut", "sink"))
+        self.tmp = Path(tempfile.mkdtemp(prefix="softdpu-live-bench-"))
+        self.made = []
+
+    def __enter__(self):
+        for ns in (self.gen, self.dut, self.sink):
+            netns.create(ns)
+            self.made.append(ns)
+        netns.veth(self.gen, "g0", self.dut, "d1")
+        netns.veth(self.dut, "d2", self.sink, "s0")
+        return self
+
+    def __exit__(self, *exc):
+        for ns in self.made:
+            for pid in netns.pids_in(ns):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            netns.remove(ns)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def counter(self, ns, dev, name):
+        from pyroute2 import IPRoute
+        with IPRoute(netns=ns) as ipr:
+            link = ipr.get_links(ipr.link_lookup(ifname=dev)[0])[0]
+            return link.get_attr("IFLA_STATS64")[name]
+
+    def cpu(self, pids):
+        """(user, system) CPU seconds of pids (and their threads)."""
+        user = system = 0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                user += int(fields[11]) / tick
+                system += int(fields[12]) / tick
+            except (OSError, IndexError):
+                pass
+        return np.array([user, system])
+
+    def start_generator(self, size, flows, seconds):
+        cmd = ["ip", "netns", "exec", self.gen, "taskset", "-c", "0", sys.executable, __file__, "--generate",
+               "g0", "--size", str(size), "--flows", str(flows), "--seconds", str(seconds)]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+class Softdpu:
+    def __init__(self, bench, workers):
+        self.bench, self.workers = bench, workers
+        cpus = "1" if workers == 1 else "0-1"
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", bench.dut, "taskset", "-c", cpus, sys.executable, "-m", "softdpu.cli", "start",
+             str(ROOT / "pipelines/live/l2-switch.toml"), "--workers", str(workers), "--name", "bench",
+             "--rundir", str(bench.tmp)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+        seen = []
+        while True:
+            line = self.proc.stdout.readline()
+            seen.append(line)
+            if " running: " in line:
+                break
+            if not line or len(seen) > 100:
+                raise RuntimeError(f"softdpu did not start: {''.join(seen)}{self.proc.stdout.read()}")
+
+    def pids(self):
+        return netns.pids_in(self.bench.dut)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        if os.environ.get("LIVE_BENCH_VERBOSE"):
+            print(out, file=sys.stderr)
+        return out
+
+
+class Bridge:
+    def __init__(self, bench):
+        from pyroute2 import IPRoute
+        self.bench = bench
+        with IPRoute(netns=bench.dut) as ipr:
+            ipr.link("add", ifname="lbr0", kind="bridge")
+            br = ipr.link_lookup(ifname="lbr0")[0]
+            for dev in ("d1", "d2"):
+                ipr.link("set", index=ipr.link_lookup(ifname=dev)[0], master=br)
+            ipr.link("set", index=br, state="up")
+
+    def pids(self):
+        return []
+
+    def stop(self):
+        from pyroute2 import IPRoute
+        with IPRoute(netns=self.bench.dut) as ipr:
+            ipr.link("del", index=ipr.link_lookup(ifname="lbr0")[0])
+        return ""
+
+
+class Ovs:
+    def __init__(self, bench):
+        self.bench = bench
+        d = self.dir = bench.tmp / f"ovs-{secrets.token_hex(2)}"
+        d.mkdir()
+        self.env = dict(os.environ, OVS_RUNDIR=str(d), OVS_DBDIR=str(d), OVS_LOGDIR=str(d), OVS_SYSCONFDIR=str(d))
+        db = f"unix:{d}/db.sock"
+        self.db = db
+        subprocess.run(["ovsdb-tool", "create", f"{d}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema"],
+                       check=True, env=self.env)
+        self.server = subprocess.Popen(["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
+                                        f"--pidfile={d}/ovsdb-server.pid", f"--unixctl={d}/ovsdb-server.ctl",
+                                        f"--log-file={d}/ovsdb-server.log"], env=self.env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait(f"{d}/db.sock")
+        self.vsctl("--no-wait", "init")
+        self.switch = subprocess.Popen(["ip", "netns", "exec", bench.dut, "taskset", "-c", "1", "ovs-vswitchd", db,
+                                        f"--pidfile={d}/ovs-vswitchd.pid", f"--unixctl={d}/ovs-vswitchd.ctl",
+                                        f"--log-file={d}/ovs-vswitchd.log"], env=self.env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait(f"{d}/ovs-vswitchd.ctl")
+        self.vsctl("add-br", "obr0", "--", "set", "bridge", "obr0", "datapath_type=netdev",
+                   "--", "add-port", "obr0", "d1", "--", "add-port", "obr0", "d2")
+
+    def vsctl(self, *args):
+        subprocess.run(["ovs-vsctl", f"--db={self.db}", "--timeout=20", *args], check=True, env=self.env,
+                       stdout=subprocess.DEVNULL)
+
+    @staticmethod
+    def _wait(path, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{path} did not appear")
+            time.sleep(0.05)
+
+    def pids(self):
+        return [self.switch.pid]
+
+    def stop(self):
+        from pyroute2 import IPRoute
+        for p in (self.switch, self.server):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        with IPRoute(netns=self.bench.dut) as ipr:       # the bridge's internal port (a TAP) stays
+            for idx in ipr.link_lookup(ifname="obr0"):
+                ipr.link("del", index=idx)
+        return ""
+
+
+SWITCHES = {
+    "softdpu 1 worker": lambda b: Softdpu(b, 1),
+    "softdpu 2 workers": lambda b: Softdpu(b, 2),
+    "linux bridge": Bridge,
+    "ovs netdev": Ovs,
+}
+
+
+def measure(bench, make, size, flows, seconds, warm=1.0):
+    """One window with switch `make`: -> (Mpps at the sink, Mpps offered, CPU ns per forwarded packet)."""
+    sw = make(bench)
+    gen = None
+    try:
+        gen = bench.start_generator(size, flows, warm + seconds + 60)
+        if gen.stdout.readline().strip() != "ready":
+            raise RuntimeError("the generator did not start")
+        time.sleep(warm)
+        pids = sw.pids()
+        rx0, tx0, c0 = bench.counter(bench.sink, "s0", "rx_packets"), bench.counter(bench.gen, "g0", "tx_packets"), \
+            bench.cpu(pids)
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        rx1, tx1, c1 = bench.counter(bench.sink, "s0", "rx_packets"), bench.counter(bench.gen, "g0", "tx_packets"), \
+            bench.cpu(pids)
+        dt = time.monotonic() - t0
+    finally:
+        if gen is not None:
+            gen.terminate()
+            gen.communicate(timeout=30)
+        sw.stop()
+    fwd = rx1 - rx0
+    cpu = (c1 - c0) * 1e9 / fwd if fwd and pids else None
+    return fwd / dt / 1e6, (tx1 - tx0) / dt / 1e6, None if cpu is None else float(cpu.sum()), cpu
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--sizes", default="64,1400")
+    ap.add_argument("--flows", type=int, default=64)
+    ap.add_argument("--only", default=None, help="comma-separated switch names (default: all)")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--generate", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.generate:
+        generate(args.generate, args.size, args.flows, args.seconds)
+        return 0
+    names = list(SWITCHES) if not args.only else [n.strip() for n in args.only.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {(n, s): [] for n in names for s in sizes}
+    with Bench() as bench:
+        for r in range(args.rounds):
+            for size in sizes:
+                for n in names:
+                    results[(n, size)].append(measure(bench, SWITCHES[n], size, args.flows, args.seconds))
+                    mpps, offered, cpu, split = results[(n, size)][-1]
+                    print(f"round {r + 1} {size:>5} B  {n:<18} {mpps:6.3f} Mpps (offered {offered:6.3f})"
+                          + (f"  {cpu:7.0f} ns CPU/packet (user {split[0]:.0f}, system {split[1]:.0f})"
+                             if cpu else ""), file=sys.stderr, flush=True)
+    rows = []
+    for (n, size), vals in results.items():
+        rates = [v[0] for v in vals]
+        offered = [v[1] for v in vals]
+        cpus = [v[2] for v in vals if v[2]]
+        rows.append({"switch": n, "size": size, "median_mpps": statistics.median(rates), "min_mpps": min(rates),
+                     "max_mpps": max(rates), "offered_median_mpps": statistics.median(offered),
+                     "cpu_ns_per_packet_median": statistics.median(cpus) if cpus else None})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("| switch | frame | median Mpps | min | max | offered (median) | CPU ns/packet (median) |")
+        print("|---|---|---|---|---|---|---|")
+        for row in rows:
+            cpu = row["cpu_ns_per_packet_median"]
+            print(f"| {row['switch']} | {row['size']} B | {row['median_mpps']:.3f} | {row['min_mpps']:.3f} | "
+                  f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
