@@ -109,11 +109,13 @@ def _command(sup, req):
     if cmd == "mod-flows":
         return [sup.ask("mod-flows", {"line": str(req.get("line", "")), "strict": bool(req.get("strict"))})[0]]
     if cmd == "dump-flows":
-        snaps = sup.ask("snapshot")
-        n_packets = sum(s["n_packets"] for s in snaps)
-        n_bytes = sum(s["n_bytes"] for s in snaps)
+        totals = {}
+        for snap in sup.ask("snapshot"):
+            for key, n, b in zip(snap["rules"], snap["n_packets"], snap["n_bytes"]):
+                old = totals.get(key, (0, 0))
+                totals[key] = (old[0] + int(n), old[1] + int(b))
         table = req.get("table")
-        return sup.ask("dump-flows", {"n_packets": n_packets, "n_bytes": n_bytes, "table": table,
+        return sup.ask("dump-flows", {"totals": [(k, n, b) for k, (n, b) in totals.items()], "table": table,
                                       "stats": not req.get("no_stats"),
                                       "duration_ns": time.monotonic_ns() - sup.started}, workers=[0])[0]
     if cmd == "dump-conntrack":

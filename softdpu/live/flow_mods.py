@@ -128,16 +128,18 @@ def rule_key(rule):
     return (rule.table, rule.priority, rule.text)
 
 
-def dump(flows, n_packets=None, n_bytes=None, table=None, stats=True, duration_ns=0):
-    """dump-flows lines; n_packets / n_bytes: counters summed over the workers (else this one's)."""
+def dump(flows, totals=None, table=None, stats=True, duration_ns=0):
+    """dump-flows lines; totals: [(rule_key, n_packets, n_bytes)] summed over the workers (matched by
+    key: a worker whose rule expired on its own clock simply has none to add), else this worker's."""
     from softdpu import dump_flows
 
     p = flows.program
     saved = p.n_packets.copy(), p.n_bytes.copy()
     try:
-        if n_packets is not None:
-            p.n_packets[: len(n_packets)] = n_packets
-            p.n_bytes[: len(n_bytes)] = n_bytes
+        if totals is not None:
+            by_key = {tuple(k): (n, b) for k, n, b in totals}
+            for j, r in enumerate(p.rules):
+                p.n_packets[j], p.n_bytes[j] = by_key.get(rule_key(r), (0, 0))
         return dump_flows.format_flows(p, duration_ns=duration_ns, stats=stats, table=table)
     finally:
         p.n_packets[:], p.n_bytes[:] = saved
