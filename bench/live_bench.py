@@ -82,7 +82,7 @@ def generate(ifname, size, flows, seconds):
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    s = A.open_tx_socket(ifname, max(size, 1600))
+    s = A.open_tx_socket(ifname, max(size, 1600), "ring")
     ring = A._Ring(s.sock, s.unit * s.count)
     fsize, nframes = s.unit, s.count
     for f in range(nframes):
@@ -156,12 +156,17 @@ class Bench:
 
 
 class Softdpu:
-    def __init__(self, bench, workers):
+    def __init__(self, bench, workers, tx=None):
         self.bench, self.workers = bench, workers
         cpus = "1" if workers == 1 else "0-1"
+        pipeline = ROOT / "pipelines/live/l2-switch.toml"
+        if tx:                       # the same pipeline with another transmit mode
+            text = pipeline.read_text().replace('flows = "../', f'flows = "{pipeline.parent.parent}/')
+            pipeline = bench.tmp / f"l2-switch-{tx}.toml"
+            pipeline.write_text(text.replace('type = "afpacket"', f'type = "afpacket"\ntx = "{tx}"'))
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", bench.dut, "taskset", "-c", cpus, sys.executable, "-m", "softdpu.cli", "start",
-             str(ROOT / "pipelines/live/l2-switch.toml"), "--workers", str(workers), "--name", "bench",
+             str(pipeline), "--workers", str(workers), "--name", "bench",
              "--rundir", str(bench.tmp)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
         seen = []
@@ -262,13 +267,28 @@ class Ovs:
 SWITCHES = {
     "softdpu 1 worker": lambda b: Softdpu(b, 1),
     "softdpu 2 workers": lambda b: Softdpu(b, 2),
+    "softdpu 1 worker TX ring": lambda b: Softdpu(b, 1, tx="ring"),
     "linux bridge": Bridge,
     "ovs netdev": Ovs,
 }
 
 
+class Nothing:
+    """No switch: d1 is up in the dut namespace and nothing forwards (the generator's own cost)."""
+
+    def __init__(self, bench):
+        pass
+
+    def pids(self):
+        return []
+
+    def stop(self):
+        return ""
+
+
 def measure(bench, make, size, flows, seconds, warm=1.0):
-    """One window with switch `make`: -> (Mpps at the sink, Mpps offered, CPU ns per forwarded packet)."""
+    """One window with switch `make` -> {mpps (at the sink), offered (Mpps), switch CPU s (user, system),
+    generator CPU s, forwarded and offered packets}."""
     sw = make(bench)
     gen = None
     try:
@@ -276,22 +296,31 @@ def measure(bench, make, size, flows, seconds, warm=1.0):
         if gen.stdout.readline().strip() != "ready":
             raise RuntimeError("the generator did not start")
         time.sleep(warm)
-        pids = sw.pids()
-        rx0, tx0, c0 = bench.counter(bench.sink, "s0", "rx_packets"), bench.counter(bench.gen, "g0", "tx_packets"), \
-            bench.cpu(pids)
+        pids, gpids = sw.pids(), netns.pids_in(bench.gen)
+        rx0, tx0 = bench.counter(bench.sink, "s0", "rx_packets"), bench.counter(bench.gen, "g0", "tx_packets")
+        c0, g0 = bench.cpu(pids), bench.cpu(gpids)
         t0 = time.monotonic()
         time.sleep(seconds)
-        rx1, tx1, c1 = bench.counter(bench.sink, "s0", "rx_packets"), bench.counter(bench.gen, "g0", "tx_packets"), \
-            bench.cpu(pids)
+        rx1, tx1 = bench.counter(bench.sink, "s0", "rx_packets"), bench.counter(bench.gen, "g0", "tx_packets")
+        c1, g1 = bench.cpu(pids), bench.cpu(gpids)
         dt = time.monotonic() - t0
     finally:
         if gen is not None:
             gen.terminate()
             gen.communicate(timeout=30)
         sw.stop()
-    fwd = rx1 - rx0
-    cpu = (c1 - c0) * 1e9 / fwd if fwd and pids else None
-    return fwd / dt / 1e6, (tx1 - tx0) / dt / 1e6, None if cpu is None else float(cpu.sum()), cpu
+    return {"mpps": (rx1 - rx0) / dt / 1e6, "offered": (tx1 - tx0) / dt / 1e6, "switch_cpu": c1 - c0,
+            "gen_cpu": float((g1 - g0).sum()), "forwarded": rx1 - rx0, "sent": tx1 - tx0, "has_process": bool(pids)}
+
+
+def _per_packet(m, base_gen_ns):
+    """(switch CPU ns per forwarded packet as (user, system) or None, path CPU ns per forwarded packet):
+    the path is the switch's processes plus what the generator's CPU spent beyond sending alone
+    (the receive path runs in the sender's context on veths), per forwarded packet."""
+    fwd = max(m["forwarded"], 1)
+    sw = m["switch_cpu"] * 1e9 / fwd if m["has_process"] else None
+    extra_gen = max(m["gen_cpu"] * 1e9 - base_gen_ns * m["sent"], 0.0)
+    return sw, (float(m["switch_cpu"].sum()) * 1e9 + extra_gen) / fwd
 
 
 def main(argv=None):
@@ -314,29 +343,37 @@ def main(argv=None):
     with Bench() as bench:
         for r in range(args.rounds):
             for size in sizes:
+                base = measure(bench, Nothing, size, args.flows, args.seconds)
+                base_ns = base["gen_cpu"] * 1e9 / max(base["sent"], 1)
+                print(f"round {r + 1} {size:>5} B  {'(generator alone)':<18} offered {base['offered']:6.3f} Mpps, "
+                      f"{base_ns:.0f} ns CPU/packet sent", file=sys.stderr, flush=True)
                 for n in names:
-                    results[(n, size)].append(measure(bench, SWITCHES[n], size, args.flows, args.seconds))
-                    mpps, offered, cpu, split = results[(n, size)][-1]
-                    print(f"round {r + 1} {size:>5} B  {n:<18} {mpps:6.3f} Mpps (offered {offered:6.3f})"
-                          + (f"  {cpu:7.0f} ns CPU/packet (user {split[0]:.0f}, system {split[1]:.0f})"
-                             if cpu else ""), file=sys.stderr, flush=True)
+                    m = measure(bench, SWITCHES[n], size, args.flows, args.seconds)
+                    sw, path = _per_packet(m, base_ns)
+                    results[(n, size)].append((m["mpps"], m["offered"], sw, path))
+                    print(f"round {r + 1} {size:>5} B  {n:<18} {m['mpps']:6.3f} Mpps (offered {m['offered']:6.3f})"
+                          + (f"  switch {sw.sum():5.0f} ns CPU/packet (user {sw[0]:.0f}, system {sw[1]:.0f})"
+                             if sw is not None else "") + f"  path {path:5.0f} ns CPU/packet",
+                          file=sys.stderr, flush=True)
     rows = []
     for (n, size), vals in results.items():
         rates = [v[0] for v in vals]
-        offered = [v[1] for v in vals]
-        cpus = [v[2] for v in vals if v[2]]
+        sws = [float(v[2].sum()) for v in vals if v[2] is not None]
         rows.append({"switch": n, "size": size, "median_mpps": statistics.median(rates), "min_mpps": min(rates),
-                     "max_mpps": max(rates), "offered_median_mpps": statistics.median(offered),
-                     "cpu_ns_per_packet_median": statistics.median(cpus) if cpus else None})
+                     "max_mpps": max(rates), "offered_median_mpps": statistics.median(v[1] for v in vals),
+                     "switch_cpu_ns": statistics.median(sws) if sws else None,
+                     "path_cpu_ns": statistics.median(v[3] for v in vals)})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("| switch | frame | median Mpps | min | max | offered (median) | CPU ns/packet (median) |")
-        print("|---|---|---|---|---|---|---|")
+        print("| switch | frame | median Mpps | min | max | offered (median) | switch CPU ns/packet | "
+              "path CPU ns/packet |")
+        print("|---|---|---|---|---|---|---|---|")
         for row in rows:
-            cpu = row["cpu_ns_per_packet_median"]
+            cpu = row["switch_cpu_ns"]
             print(f"| {row['switch']} | {row['size']} B | {row['median_mpps']:.3f} | {row['min_mpps']:.3f} | "
-                  f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} |")
+                  f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} | "
+                  f"{row['path_cpu_ns']:.0f} |")
     return 0
 
 

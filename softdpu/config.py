@@ -60,7 +60,8 @@ PORT_VLAN = {
 PORT_TYPES = {
     "pcap": {"input": (str, "a capture file (pcap or pcapng), relative to the pipeline file")},
     # live ports (softdpu start): mac / mtu also apply (config_tunnels.UNDERLAY_KEYS)
-    "afpacket": {"interface": (str, "the interface to attach to (default: the port's name)")},
+    "afpacket": {"interface": (str, "the interface to attach to (default: the port's name)"),
+                 "tx": (str, '"sendmmsg" (default) or "ring" (a TPACKET_V2 TX ring)')},
     "tap": {"interface": (str, "the TAP device to create (default: the port's name)"),
             "netns": (str, "the network namespace to move the TAP device into (default: softdpu's)")},
     "vxlan": {},       # options: config_tunnels.TUNNEL_KEYS

@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 from live_harness import H1_IP, H2_IP, ROOT, TwoHosts, require_netns, tcp_exchange, tcp_refused_or_silent, udp_send
@@ -78,8 +79,19 @@ def _counter(text, port, column):
     raise AssertionError(f"no port {port} in:\n{text}")
 
 
-def test_l2_switch_carries_tcp_and_udp(lab, tmp_path):
-    with lab.softdpu(L2, tmp_path) as sd:
+def _with_tx(tmp_path, tx):
+    """pipelines/live/l2-switch.toml with its afpacket ports in transmit mode `tx`."""
+    if tx == "sendmmsg":
+        return L2
+    text = (ROOT / L2).read_text().replace('flows = "../', f'flows = "{ROOT}/pipelines/')
+    p = tmp_path / f"l2-{tx}.toml"
+    p.write_text(text.replace('type = "afpacket"', f'type = "afpacket"\ntx = "{tx}"'))
+    return p
+
+
+@pytest.mark.parametrize("tx", ["sendmmsg", "ring"])
+def test_l2_switch_carries_tcp_and_udp(lab, tmp_path, tx):
+    with lab.softdpu(_with_tx(tmp_path, tx), tmp_path) as sd:
         got, back, sent = tcp_exchange(lab.h1, lab.h2, H2_IP, 5001, 300_000)
         assert got == sent and back == bytes(reversed(sent))
         got, back, sent = tcp_exchange(lab.h2, lab.h1, H1_IP, 5002, 20_000)   # the other way
@@ -278,3 +290,15 @@ def test_tap_ports_are_nics_of_the_host_namespaces(tmp_path):
         from pyroute2 import IPRoute
         with IPRoute(netns=lab.h1) as ipr:
             assert not ipr.link_lookup(ifname="vf1")           # gone with softdpu
+
+
+def test_workers_follow_a_killed_supervisor(lab, tmp_path):
+    sd = lab.softdpu(L2, tmp_path, workers=2, name="orphan")
+    with sd:
+        assert len(netns.pids_in(lab.dpu)) == 3
+        sd.proc.kill()
+        sd.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while netns.pids_in(lab.dpu) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert netns.pids_in(lab.dpu) == []

@@ -20,6 +20,13 @@ import time
 from softdpu.live import flow_mods
 
 POLL_MS = 100
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent():
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class Worker:
@@ -35,6 +42,7 @@ class Worker:
     def run(self):
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
+        _stop_with_parent()
         dpu, ports, conn = self.dpu, self.ports, self.conn
         try:
             for p in ports:

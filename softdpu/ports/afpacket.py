@@ -6,6 +6,7 @@ PACKET_MMAP rings.
     ofport = 1
     type = "afpacket"
     interface = "veth-d1"       # default: the port's name
+    tx = "sendmmsg"             # or "ring" (a TPACKET_V2 TX ring)
 
 Per worker the port has two packet sockets:
   - RX: TPACKET_V3 ring (afpacket_ring.rx_fill walks it into the batch, no Python per
@@ -28,6 +29,7 @@ import numpy as np
 
 from softdpu.errors import SoftdpuError
 from softdpu.ports import afpacket_ring as R
+from softdpu.ports.afpacket_mmsg import M_BYTES, M_FAILED, M_PACKETS, MmsgSender
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -47,8 +49,8 @@ SIOCGIFMTU = 0x8921
 SIOCGIFHWADDR = 0x8927
 PAGE = mmap.PAGESIZE
 
-RX_BLOCK = 1 << 18          # 256 KiB blocks
-RX_BLOCKS = 16
+RX_BLOCK = 1 << 16          # 64 KiB blocks: many, so that blocks the timeout hands over part-full
+RX_BLOCKS = 256             # still buffer 256 timeouts (a worker descheduled that long loses nothing)
 RX_TIMEOUT_MS = 1           # a block not full is handed over after this long
 TX_FRAMES = 1024
 
@@ -123,9 +125,18 @@ def open_rx_socket(ifname, max_frame, fanout_id=None):
     return _Socket(s, block, RX_BLOCKS)
 
 
-def open_tx_socket(ifname, max_frame):
-    """A TPACKET_V2 TX socket on `ifname` that receives nothing, not yet mapped."""
+def open_tx_socket(ifname, max_frame, mode="sendmmsg"):
+    """A TX socket on `ifname` that receives nothing: for sendmmsg, or with a TPACKET_V2 TX ring
+    (mode "ring"), not yet mapped."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    if mode == "sendmmsg":
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+            s.bind((ifname, 0))
+        except OSError as e:
+            s.close()
+            raise SoftdpuError(f"interface {ifname}: cannot open an AF_PACKET socket: {e.strerror}") from None
+        return _Socket(s, 0, 0)
     try:
         s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
@@ -158,6 +169,8 @@ class AfPacketPort:
         self.rx_state = np.zeros(R.RX_COLS, np.int64)
         self.tx_state = np.zeros(R.TX_COLS, np.int64)
         self.rx = self.tx = None
+        self.tx_mode = port.options.get("tx", "sendmmsg")
+        self.mmsg = None
         self.send_errors = 0
         self._kdrops = 0
 
@@ -174,12 +187,16 @@ class AfPacketPort:
         block, nblocks = self.rx_sock.unit, self.rx_sock.count
         self.rx = _Ring(self.rx_sock.sock, block * nblocks)
         self.rx_state[R.R_NBLOCKS], self.rx_state[R.R_BSIZE] = nblocks, block
+        if self.tx_mode == "sendmmsg":
+            self.mmsg = MmsgSender(self.tx_sock.sock)
+            return
         frame, nframes = self.tx_sock.unit, self.tx_sock.count
         self.tx = _Ring(self.tx_sock.sock, frame * nframes)
         self.tx_state[R.T_NFRAMES], self.tx_state[R.T_FSIZE] = nframes, frame
 
     def warm(self, batch):
         R.warm(batch)
+        MmsgSender(None).warm(batch)
 
     def ready(self):
         return bool(R.rx_ready(self.rx.buf, self.rx_state))
@@ -190,7 +207,11 @@ class AfPacketPort:
                              batch.headroom, batch.max_frame, self.ofport, now))
 
     def send(self, batch):
-        """The batch's tx entries for this port out of the TX ring: one send() per ring-full."""
+        """The batch's tx entries for this port: one sendmmsg() per batch, or out of the TX ring
+        with one send() per ring-full."""
+        if self.mmsg is not None:
+            self.mmsg.send(batch, self.ofport)
+            return
         st = self.tx_state
         st[R.T_J] = 0
         for _ in range(64):                   # bounded: a ring-full flush per round
@@ -217,6 +238,11 @@ class AfPacketPort:
     def counters_dict(self):
         """{name: value} of what the rings did (rx from the ring, tx into it, and what was lost)."""
         r, t = self.rx_state, self.tx_state
+        if self.mmsg is not None:
+            m = self.mmsg.st
+            return {"ring_rx_packets": int(r[R.R_PACKETS]), "ring_rx_bytes": int(r[R.R_BYTES]),
+                    "tx_packets": int(m[M_PACKETS]), "tx_bytes": int(m[M_BYTES]), "tx_failed": int(m[M_FAILED]),
+                    "kernel_drops": self.kernel_drops()}
         return {"ring_rx_packets": int(r[R.R_PACKETS]), "ring_rx_bytes": int(r[R.R_BYTES]),
                 "ring_tx_packets": int(t[R.T_PACKETS]), "ring_tx_bytes": int(t[R.T_BYTES]),
                 "tx_ring_full": int(t[R.T_FULL]), "tx_refused": int(t[R.T_REFUSED]),
