@@ -14,8 +14,11 @@ Per worker the port has two packet sockets:
     anything else, sends out of the interface), joined to the port's PACKET_FANOUT
     group in hash mode when there are several workers (the kernel's flow hash is the
     same both ways, so a connection stays on one worker);
-  - TX: protocol 0 (it receives nothing), TPACKET_V2 ring filled by tx_fill, one send()
-    per batch, PACKET_QDISC_BYPASS, PACKET_LOSS (a refused frame is skipped, counted).
+  - TX: protocol 0 (it receives nothing), PACKET_QDISC_BYPASS; by default one sendmmsg()
+    per batch straight from the batch's slots (afpacket_mmsg.py), or with tx = "ring" a
+    TPACKET_V2 ring filled by tx_fill and one send() per batch (PACKET_LOSS: a refused
+    frame is skipped, counted).  On veths sendmmsg costs a little less: the ring's pages
+    are copied again when a frame crosses namespaces (bench/RESULTS.md).
 The interface's MTU is read at open: frames longer than MTU + Ethernet header (+ 4 per
 VLAN tag) are taken out before the stats and counted as the port_mtu drop.
 """
