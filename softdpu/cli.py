@@ -4,6 +4,7 @@
   softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
   softdpu trace PIPELINE [--in PORT=FILE ...] [--packet N|N-M ...] [--json]
   softdpu dump-conntrack PIPELINE [--in PORT=FILE ...] [--zone N] [-s]
+  softdpu check PIPELINE CASE_DIR... [--update]   (softdpu/testing/check.py)
 
 Errors a user can fix (bad pipeline file, bad flow line, bad capture) print
 as one line, `softdpu: error: ...`, and exit with status 2.
@@ -90,7 +91,21 @@ def build_parser():
     pol.add_argument("pipeline", help="the pipeline file (.toml)")
     pol.add_argument("--ovs", action="store_true",
                      help="for Open vSwitch, which has no reject action: print reject as drop")
+    chk = sub.add_parser("check", help="golden cases: run CASE_DIR/in/PORT.pcap, compare with "
+                                       "CASE_DIR/expected/PORT.pcap (and expected/drops.toml); exit 1 on a difference")
+    chk.add_argument("pipeline", help="the pipeline file (.toml)")
+    chk.add_argument("cases", nargs="+", metavar="CASE_DIR", help="a directory with in/ and expected/")
+    chk.add_argument("--update", action="store_true", help="write the outputs and drop counts as the expectations")
+    chk.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
     return ap
+
+
+def cmd_check(args, out):
+    from softdpu.testing import check
+
+    if args.batch is not None and not 1 <= args.batch <= 65536:
+        raise SoftdpuError(f"--batch: expected 1..65536, got {args.batch}")
+    return check.main(args.pipeline, args.cases, update=args.update, batch=args.batch, out=out)
 
 
 def cmd_compile_policy(args, out):
@@ -251,7 +266,7 @@ def main(argv=None, out=None):
     try:
         args = build_parser().parse_args(argv)
         return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace,
-                "dump-conntrack": cmd_dump_conntrack,
+                "dump-conntrack": cmd_dump_conntrack, "check": cmd_check,
                 "compile-policy": cmd_compile_policy}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
