@@ -40,6 +40,7 @@ from scapy.packet import Packet
 from softdpu import config, drops
 from softdpu.batch import M_DROP
 from softdpu.config_tunnels import TUNNEL_TYPES
+from softdpu.errors import ConfigError
 from softdpu.pipeline import Dpu
 from softdpu.testing import fields, frames, replay
 
@@ -110,8 +111,16 @@ class Harness:
         tmp = Path(tempfile.mkdtemp(prefix="softdpu-test-"))
         try:
             (tmp / INLINE_FLOWS).write_text(flows)
-            (tmp / "pipeline.toml").write_text(_with_flows(toml))
-            return cls(tmp / "pipeline.toml", _tmpdir=tmp, **kw)
+            text, added = _with_flows(toml)
+            (tmp / "pipeline.toml").write_text(text)
+            try:
+                return cls(tmp / "pipeline.toml", _tmpdir=tmp, **kw)
+            except ConfigError as e:
+                if added is None or not e.line or e.line <= added or not e.path.endswith("pipeline.toml"):
+                    raise
+                # the line of the text given, before the `flows =` line we added
+                message = str(e).split(f": {e.key}: ", 1)[1]
+                raise ConfigError(e.path, e.key, message, e.line - 1) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -350,21 +359,21 @@ class Harness:
 
 
 def _with_flows(toml):
-    """The TOML text with [pipeline] flows = INLINE_FLOWS added where it has none."""
+    """(the TOML text with [pipeline] flows = INLINE_FLOWS where it has none, the line added or None)."""
     try:
         doc = tomllib.loads(toml)
     except tomllib.TOMLDecodeError:
-        return toml                       # config.load reports it, with the line
+        return toml, None                 # config.load reports it, with the line
     pipe = doc.get("pipeline")
     if isinstance(pipe, dict) and "flows" in pipe:
         raise ValueError("from_text: the TOML names a flows file; give the flows as text instead "
                          "(leave `flows` out of [pipeline])")
-    if pipe is None:
-        return toml + f'\n[pipeline]\nflows = "{INLINE_FLOWS}"\n'
+    if pipe is None:                      # a [pipeline] table at the end: no line moves
+        return toml + f'\n[pipeline]\nflows = "{INLINE_FLOWS}"\n', None
     m = re.search(r"^\s*\[\s*pipeline\s*\][^\n]*$", toml, re.M)
     if m is None:
-        return toml
-    return toml[: m.end()] + f'\nflows = "{INLINE_FLOWS}"' + toml[m.end():]
+        return toml, None
+    return toml[: m.end()] + f'\nflows = "{INLINE_FLOWS}"' + toml[m.end():], toml[: m.end()].count("\n") + 2
 
 
 def _summary(x):
