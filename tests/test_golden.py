@@ -59,6 +59,7 @@ def test_pipeline_matches_golden(pipeline, update_golden, capsys):
     report = capsys.readouterr().out
     assert rc == 0, report
     assert report.startswith(("PASS ", "UPDATED "))
+    assert "another header" not in report, report          # our own outputs: the files byte for byte
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.stem)

@@ -227,6 +227,7 @@ class Harness:
 
         packet: a scapy packet or bytes, or a list of them (expected in that order).
         """
+        __tracebackhide__ = True          # pytest shows the test's line, not ours
         if isinstance(packet, (list, tuple)):
             return [self.expect(port, p, ignore) for p in packet]
         p = self._out_port(port, "expect")
@@ -253,6 +254,7 @@ class Harness:
 
     def expect_drop(self, reason=None, count=1):
         """`count` packets were dropped for `reason` (a softdpu/drops.py name; None: any) and not expected yet."""
+        __tracebackhide__ = True          # pytest shows the test's line, not ours
         if reason is not None and (reason not in drops.CODE or reason == "none"):
             raise ValueError(f"expect_drop: unknown drop reason {reason!r}; the reasons are: "
                              f"{', '.join(drops.NAMES[1:])}")
@@ -278,6 +280,7 @@ class Harness:
 
     def expect_nothing_else(self, drops=True):
         """No packet left that was not expected, and (drops=True) no drop that was not expected."""
+        __tracebackhide__ = True          # pytest shows the test's line, not ours
         rest = [x for q in self.queues.values() for x in q]
         rest.sort(key=lambda x: (x.origin or 1 << 62, x.port))
         dropped = {k: v for k, v in self.pending_drops.items() if v} if drops else {}

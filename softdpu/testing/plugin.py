@@ -69,6 +69,7 @@ def _resolve(path, request):
     if path.is_absolute():
         return path
     tried = [Path(request.path).parent / path, Path(request.config.rootpath) / path]
+    tried = [p for k, p in enumerate(tried) if p not in tried[:k]]
     for p in tried:
         if p.is_file():
             return p
@@ -83,11 +84,14 @@ def dpu(request):
 
     path, toml, flows, batch, where = _spec(request)
     kw = {} if batch is None else {"batch": batch}
+    problem = None
     try:
         h = (Harness.from_text(toml, flows or "", **kw) if toml is not None
              else Harness.load(_resolve(path, request), **kw))
     except SoftdpuError as e:
-        pytest.fail(f"{where}: {e}", pytrace=False)
+        problem = f"{where}: {e}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
     try:
         yield h
     finally:
