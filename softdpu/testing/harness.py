@@ -76,6 +76,8 @@ class Harness:
 
     def __init__(self, path, batch=None, start_ns=START, _tmpdir=None):
         self.path = Path(path)
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 65536):
+            raise ValueError(f"batch: expected 1..65536 packets, got {batch!r}")
         cfg = config.load(self.path)
         if batch is not None:
             cfg.batch = batch
