@@ -8,12 +8,13 @@ import numpy as np
 from softdpu.batch import M_ORIGIN, M_TS
 from softdpu.stages.flows import action_syntax, timeouts
 from softdpu.stages.flows.actions import MAX_RESUBMITS, port_index_table, run_actions
-from softdpu.stages.flows.compile import compile_rules, identity
+from softdpu.stages.flows.compile import N_TABLES, compile_rules, identity
 from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_AGING, S_CLONE_BASE,
                                           S_CLONES, S_COLS, S_LOST_CLONE, S_LOST_COMMIT, S_LOST_TX, S_MAX_MACS,
                                           S_NTX)
 from softdpu.stages.flows.syntax import parse_file
+from softdpu.stages.flows.tuple_space import emc_words
 from softdpu.stages.flows.trace_records import RECORDS, S_TRACE_LOST, S_TRACE_N, T_OUTPUT
 from softdpu.stages.conntrack.stage import Conntrack
 from softdpu.stages.conntrack.table import ct_sweep
@@ -150,6 +151,7 @@ class FlowTables:
         if self.timed and now is not None:
             self.clock_now = now
         self._next = self._earliest()
+        self.cache.fit(emc_words(program.tss_sub, N_TABLES))
         self.cache.invalidate()
 
     # -- the capture clock and expiry (timeouts.py) ------------------------------------
