@@ -181,3 +181,18 @@ def test_batch_size_does_not_change_the_outcome(tmp_path, capsys):
     for b in ("1", "2", "256"):
         rc, out, _ = check(capsys, p, c, "--batch", b)
         assert rc == 0, out
+
+
+def test_pcapng_inputs(tmp_path, capsys):
+    from scapy.utils import PcapNgWriter
+    p = pipeline(tmp_path)
+    c = case(tmp_path)
+    (c / "in" / "p1.pcap").unlink()
+    w = PcapNgWriter(str(c / "in" / "p1.pcapng"))
+    for k, d in enumerate((7, 8, 9)):
+        x = pkt(d)
+        x.time = T0 + k * 0.001
+        w.write(x)
+    w.close()
+    rc, out, _ = check(capsys, p, c)
+    assert rc == 0, out

@@ -318,6 +318,12 @@ mac = "02:00:00:00:02:fe"
                 flags="DF", id=0) / UDP(dport=4789, chksum=0) / VXLAN(vni=5000, flags=0x08) / inner)
         h.expect("uplink", want, ignore=["UDP[0].sport", "UDP[0].chksum", "IP[0].chksum"])
         h.expect_nothing_else()
+        # and back: the remote VTEP's packet on the underlay comes out of p1 decapsulated
+        reply = udp(B, A)
+        h.send("uplink", Ether(src="02:00:00:00:02:fe", dst="02:00:00:00:00:fe")
+               / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=50000, dport=4789) / VXLAN(vni=5000) / reply)
+        h.expect("p1", reply)
+        h.expect_nothing_else()
 
 
 # -- fields.compare ----------------------------------------------------------------------
