@@ -56,3 +56,34 @@ def test_the_example_pipeline_loads():
     from softdpu import config
     cfg = config.load(EXAMPLE / "my-switch.toml")
     assert [p.name for p in cfg.ports] == ["p1", "p2", "p3"] and cfg.mac_aging == 60
+
+
+def test_the_failure_shown_in_the_readme_is_what_the_toolkit_prints(monkeypatch):
+    """Every line of the README's failure excerpt (but its "...") is in the real message, in order."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    from softdpu.testing import load
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("A failed expectation says")
+    block = text[text.index("```\n", start) + 4: text.index("\n```", text.index("```\n", start) + 4)]
+    shown = [x for x in block.splitlines() if x.strip() != "..."]
+    monkeypatch.chdir(ROOT)
+    dpu = load("examples/testing/my-switch.toml")
+
+    def udp(dport):
+        return (Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b") / IP(src="10.0.0.1", dst="10.0.0.2")
+                / UDP(sport=1234, dport=dport))
+    dpu.send("p1", udp(53))
+    try:
+        dpu.expect("p2", udp(80))
+    except AssertionError as e:
+        actual = str(e).splitlines()
+    else:
+        raise AssertionError("the expectation should have failed")
+    k = 0
+    for line in shown:
+        while k < len(actual) and actual[k] != line:
+            k += 1
+        assert k < len(actual), f"README line not in the message (in order): {line!r}\n" + "\n".join(actual)
