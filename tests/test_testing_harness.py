@@ -281,6 +281,8 @@ def test_bad_pipelines_are_config_errors():
         from_text('[pipeline]\nflows = "x.flows"\n' + ports(1), "")
     with pytest.raises(ConfigError, match="no such pipeline file"):
         load("/nonexistent/p.toml")
+    with pytest.raises(ValueError, match="batch: expected 1..65536 packets, got 0"):
+        Harness.from_text(SWITCH, SWITCH_FLOWS, batch=0)
 
 
 def test_tunnel_ports_are_refused_as_send_and_expect_targets():
@@ -305,7 +307,7 @@ ip = "192.0.2.2"
 mac = "02:00:00:00:02:fe"
 """
     with from_text(toml, "in_port=1,actions=output:10\nin_port=10,actions=output:1\n") as h:
-        with pytest.raises(ValueError, match="vx0 is a vxlan port; send the encapsulated packet to its underlay uplink"):
+        with pytest.raises(ValueError, match="vx0 is a vxlan port; send the encapsulated packet to its underlay"):
             h.send("vx0", udp(A, B))
         with pytest.raises(ValueError, match="vx0 is a vxlan port: its packets leave by its underlay uplink"):
             h.expect("vx0", udp(A, B))

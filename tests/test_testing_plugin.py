@@ -9,6 +9,7 @@ from it, by a pytest that loads it with nothing else on its command line.
 """
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import entry_points
@@ -171,7 +172,6 @@ def test_it(dpu):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-    import subprocess
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(proj)], cwd=proj,
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
