@@ -349,3 +349,17 @@ def test_compare_occurrences_and_bytes():
         fields.compare("Ether()", outer(5))
     with pytest.raises(ValueError, match="is not Layer.field"):
         fields.parse_ignore(["IP..ttl"])
+
+
+def test_messages_name_packets_of_a_capture_and_frames_not_received(tmp_path, switch):
+    path = tmp_path / "in.pcap"
+    with ScapyPcapWriter(str(path), linktype=1, sync=True) as w:
+        w.write(udp(A, B, 7))
+    switch.send("p1", path)
+    switch.send("p1", [Ether(src=A, dst=B) / (b"x" * 2000), udp(A, B, 8)])
+    with pytest.raises(AssertionError) as e:
+        switch.expect_nothing_else()
+    msg = str(e.value)
+    assert "  packet 2 on p1: a frame of 2014 bytes (not received: frame_too_big) -> dropped: frame_too_big" in msg
+    assert "  packet 3 on p1: Ether / IP / UDP 10.0.0.1:1234 > 10.0.0.2:8 -> left by p2, p3" in msg
+    assert "  p2: Ether / IP / UDP 10.0.0.1:1234 > 10.0.0.2:echo  (a copy of packet 1, sent on p1)" in msg

@@ -54,10 +54,15 @@ INLINE_FLOWS = "pipeline.flows"
 class Sent:
     number: int          # 1-based, in the order the Dpu took them (as `softdpu trace --packet`)
     port: str
-    summary: str
-    ts_ns: int
+    record: frames.Record
     outputs: list        # port names its copies left by
     drop: str = ""       # drop reason name, "" if it left
+
+    @property
+    def summary(self):
+        """scapy's one-line summary (dissected only when a message needs it)."""
+        r = self.record
+        return Ether(r.data).summary() if r.data else f"a frame of {r.wire_len} bytes (not received: {self.drop})"
 
 
 @dataclass
@@ -160,13 +165,13 @@ class Harness:
         if p.type in TUNNEL_TYPES:
             raise ValueError(f"send: {p.name} is a {p.type} port; send the encapsulated packet to its "
                              f"underlay {p.options['underlay']}")
-        records, summaries = self._records(packets)
+        records = self._records(packets)
         first = len(self.sent) + 1
         size = self.dpu.batch.size
         got = {}
         for k in range(0, len(records), size):
             chunk = records[k: k + size]
-            self._run(p, chunk, summaries[k: k + size], got)
+            self._run(p, chunk, got)
         self._last = list(range(first, len(self.sent) + 1))
         return got
 
@@ -182,24 +187,24 @@ class Harness:
                 for r in records:
                     r.ts_ns = self.now_ns + max(0, r.ts_ns - t0)
                 self.now_ns = max(r.ts_ns for r in records)
-            return records, [f"{path.name} #{i + 1}" for i in range(len(records))]
+            return records
         if isinstance(packets, (Packet, bytes, bytearray)):
             packets = [packets]
         packets = list(packets)
         for x in packets:
             if not isinstance(x, (Packet, bytes, bytearray)):
                 raise TypeError(f"send: expected scapy packets, bytes or a capture path, got {type(x).__name__}")
-        return frames.from_packets(packets, self.now_ns, mf), [_summary(x) for x in packets]
+        return frames.from_packets(packets, self.now_ns, mf)
 
-    def _run(self, port, records, summaries, got):
+    def _run(self, port, records, got):
         batch = self.dpu.batch
         frames.fill(batch, port.ofport, records)
         before = self.dpu.stats.drops.copy()
         self.dpu.process(batch)
         self._history.append((port.ofport, records))
         base = len(self.sent)
-        for i, s in enumerate(summaries):
-            self.sent.append(Sent(base + i + 1, port.name, s, records[i].ts_ns, []))
+        for i, r in enumerate(records):
+            self.sent.append(Sent(base + i + 1, port.name, r, []))
         for i in range(batch.n):
             code = int(batch.meta[i, M_DROP])
             if code:
@@ -379,10 +384,6 @@ def _with_flows(toml):
     if m is None:
         return toml, None
     return toml[: m.end()] + f'\nflows = "{INLINE_FLOWS}"' + toml[m.end():], toml[: m.end()].count("\n") + 2
-
-
-def _summary(x):
-    return x.summary() if isinstance(x, Packet) else Ether(bytes(x)).summary()
 
 
 def _fields_of(packet):
