@@ -44,6 +44,9 @@ def test_flood_learn_and_state_carried_over(switch):
     switch.expect("p1", udp(B, A))
     switch.expect_nothing_else()
     assert switch.stats.port("p1")["rx_packets"] == 1 and switch.stats.left == 2
+    assert switch.dump_flows(stats=False) == [" priority=100,tcp,tp_dst=22 actions=drop", " priority=0 actions=NORMAL"]
+    assert "n_packets=2, n_bytes=84, priority=0 actions=NORMAL" in switch.dump_flows()[1]
+    assert switch.dump_conntrack() == []
 
 
 def test_outputs_are_per_port_fifo_and_lists_expect_in_order(switch):
@@ -99,7 +102,11 @@ def test_clock_drives_conntrack_timeouts():
         fw.advance(29)
         fw.send("p2", back)
         fw.expect("p1", back)
+        assert [x.split(" packets=")[0] for x in fw.dump_conntrack()] == [
+            "udp,orig=(src=10.0.0.1,dst=192.0.2.1,sport=5000,dport=53),"
+            "reply=(src=192.0.2.1,dst=10.0.0.1,sport=53,dport=5000)"]
         fw.advance(31)                                 # idle past udp_multiple: the connection is gone
+        assert fw.dump_conntrack() == []
         fw.send("p2", back)
         fw.expect_drop("action_drop")
         fw.expect_nothing_else()

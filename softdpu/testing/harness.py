@@ -323,6 +323,19 @@ class Harness:
             raise ValueError(f"trace: no packet {number}; {len(self.sent)} were sent")
         return replay.traces(self.path, self.config.batch, self._history, [number])[number]
 
+    def dump_flows(self, stats=True, table=None):
+        """The flow tables with their counters, as `softdpu dump-flows` prints them (duration: the clock's span)."""
+        from softdpu import dump_flows
+        first = self.sent[0].record.ts_ns if self.sent else self.now_ns
+        return dump_flows.format_flows(self.dpu.flows.program, duration_ns=self.now_ns - first, stats=stats,
+                                       table=table)
+
+    def dump_conntrack(self):
+        """The connections alive at the clock's time, as `softdpu dump-conntrack -s` prints them ([] without ct)."""
+        if not self.dpu.flows.uses_ct:
+            return []
+        return self.dpu.flows.conntrack.dump(self.now_ns)
+
     def _traces(self, numbers):
         numbers = sorted(set(numbers))[:MAX_TRACES]
         if not numbers:
