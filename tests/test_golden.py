@@ -29,10 +29,11 @@ GOLDEN = ROOT / "fixtures" / "golden"
 
 
 def make_case(pipeline, case):
-    """in/<port>.pcap links to the pipeline's default inputs; files of the old layout (<port>.pcap) removed."""
+    """in/<port>.pcap links to the pipeline's default inputs; files of the old layout (<port>.pcap) to expected/."""
     (case / "in").mkdir(parents=True, exist_ok=True)
+    (case / "expected").mkdir(exist_ok=True)
     for old in case.glob("*.pcap"):
-        old.unlink()
+        old.replace(case / "expected" / old.name)
     for p in config.load(pipeline).ports:
         src = p.options.get("input")
         if src:
