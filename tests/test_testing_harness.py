@@ -4,8 +4,10 @@ The pipelines are given as text (Harness.from_text); scapy builds the
 packets and is the oracle for what must come out.
 """
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.utils import PcapWriter as ScapyPcapWriter
 
@@ -370,3 +372,24 @@ def test_messages_name_packets_of_a_capture_and_frames_not_received(tmp_path, sw
     assert "  packet 2 on p1: a frame of 2014 bytes (not received: frame_too_big) -> dropped: frame_too_big" in msg
     assert "  packet 3 on p1: Ether / IP / UDP 10.0.0.1:1234 > 10.0.0.2:8 -> left by p2, p3" in msg
     assert "  p2: Ether / IP / UDP 10.0.0.1:1234 > 10.0.0.2:echo  (a copy of packet 1, sent on p1)" in msg
+
+
+# -- fields.compare against the bytes: equal (with nothing ignored) means the same frame ----------
+BASES = [
+    Ether(src=A, dst=B) / Dot1Q(vlan=5) / IP(src="10.0.0.1", dst="10.0.0.2", options=b"\x94\x04\x00\x00")
+    / TCP(sport=1, dport=2, flags="S", options=[("MSS", 1460), ("NOP", None), ("EOL", None)]) / b"data",
+    Ether(src=A, dst=B) / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=4789) / VXLAN(vni=7)
+    / Ether(src=B, dst=A) / IP() / ICMP(type=8) / b"ping",
+    Ether(src=A, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc="10.0.0.1", pdst="10.0.0.2"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.integers(0, len(BASES) - 1), where=st.integers(0, 10_000), value=st.integers(0, 255),
+       cut=st.booleans())
+def test_compare_is_equal_exactly_when_the_frames_are(base, where, value, cut):
+    frame = bytes(BASES[base])
+    k = where % len(frame)
+    other = frame[:k] if cut else frame[:k] + bytes([value]) + frame[k + 1:]
+    assert fields.compare(frame, other).equal == (frame == other)
+    assert fields.compare(frame, frame).equal

@@ -16,7 +16,10 @@ of both packets:
     ! IP.ttl         64                     63
     ~ IP.chksum      0x66cc                 0x67cc
 
-`!` marks a difference, `~` a difference in an ignored field.
+`!` marks a difference, `~` a difference in an ignored field.  Frames that
+differ only in bytes no field shows (scapy skips a few, e.g. after a TCP
+option list's end) get a `(bytes)` row, so equal means the same frame
+unless a field was ignored.
 
 An ignore entry is `Layer.field` (every layer of that class, e.g. the inner
 and outer IP of a tunnel), `Layer[k].field` (its k-th occurrence, from 0),
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 
 from scapy.config import conf
 from scapy.layers.l2 import Ether
-from scapy.packet import NoPayload, Packet
+from scapy.packet import NoPayload, Packet, Raw
 
 IGNORE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?(?:\.([A-Za-z_][A-Za-z0-9_]*))?$")
 WIDE = 40          # longest value shown; longer ones are cut with "..."
@@ -37,10 +40,12 @@ WIDE = 40          # longest value shown; longer ones are cut with "..."
 
 def dissect(packet):
     """A scapy packet (or bytes) -> the Ethernet frame scapy dissects from its bytes."""
-    if isinstance(packet, (bytes, bytearray, memoryview)):
-        return Ether(bytes(packet))
-    if isinstance(packet, Packet):
-        return Ether(bytes(packet))
+    if isinstance(packet, (bytes, bytearray, memoryview, Packet)):
+        data = bytes(packet)
+        try:
+            return Ether(data)
+        except Exception:  # noqa: BLE001 - scapy cannot dissect it (e.g. under 6 bytes): the bytes alone
+            return Raw(data)
     raise TypeError(f"expected a scapy packet or bytes, got {type(packet).__name__}")
 
 
@@ -147,7 +152,8 @@ def compare(expected, actual, ignore=()):
     alone, with the layers after it still compared field by field.
     """
     rules = parse_ignore(ignore)
-    exp, act = layers(dissect(expected)), layers(dissect(actual))
+    exp_pkt, act_pkt = dissect(expected), dissect(actual)
+    exp, act = layers(exp_pkt), layers(act_pkt)
     diff = Diff()
     match = difflib.SequenceMatcher(None, [x[1] for x in exp], [x[1] for x in act], autojunk=False)
     for op, i1, i2, j1, j2 in match.get_opcodes():
@@ -159,7 +165,18 @@ def compare(expected, actual, ignore=()):
             _alone(diff, rules, e, expected_side=True)
         for a in act[j1:j2]:
             _alone(diff, rules, a, expected_side=False)
+    if all(r.mark == " " for r in diff.rows):
+        _bytes_check(diff, bytes(exp_pkt), bytes(act_pkt))
     return diff
+
+
+def _bytes_check(diff, e, a):
+    """Frames that differ where no dissected field shows it (bytes scapy's fields skip) still differ."""
+    if e == a:
+        return
+    k = next((i for i, (x, y) in enumerate(zip(e, a)) if x != y), min(len(e), len(a)))
+    diff.rows.append(Row("!", "(bytes)", f"{len(e)} bytes, at {k}: {e[k:k + 8].hex() or '-'}",
+                         f"{len(a)} bytes, at {k}: {a[k:k + 8].hex() or '-'}"))
 
 
 def _pair(diff, rules, e, a):
