@@ -393,3 +393,16 @@ def test_compare_is_equal_exactly_when_the_frames_are(base, where, value, cut):
     other = frame[:k] if cut else frame[:k] + bytes([value]) + frame[k + 1:]
     assert fields.compare(frame, other).equal == (frame == other)
     assert fields.compare(frame, frame).equal
+
+
+def test_short_frames_pass_through_and_compare_as_bytes():
+    """softdpu forwards a malformed frame as Open vSwitch does; the harness still shows and compares it."""
+    with from_text(ports(2), "in_port=1,actions=output:2\n") as h:
+        h.send("p1", [b"\x02\x00\x00", bytes(udp(A, B))[:20]])
+        h.expect("p2", b"\x02\x00\x00")
+        with pytest.raises(AssertionError) as e:
+            h.expect("p2", bytes(udp(A, B))[:21])
+        assert "differs from the expected one in Raw.load:" in str(e.value)
+        assert "Malformed: parse_trunc_ip" in str(e.value)                 # the trace says why
+        h.expect("p2", bytes(udp(A, B))[:20])
+        h.expect_nothing_else()

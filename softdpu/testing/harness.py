@@ -62,7 +62,7 @@ class Sent:
     def summary(self):
         """scapy's one-line summary (dissected only when a message needs it)."""
         r = self.record
-        return Ether(r.data).summary() if r.data else f"a frame of {r.wire_len} bytes (not received: {self.drop})"
+        return fields.dissect(r.data).summary() if r.data else f"a frame of {r.wire_len} bytes (not received: {self.drop})"
 
 
 @dataclass
@@ -214,7 +214,7 @@ class Harness:
                 self.pending_drops[drops.NAMES[code]] += int(n)
         for o in frames.outputs(batch, self._out):
             name = self._by_ofport[o.ofport].name
-            pkt = Ether(o.frame)
+            pkt = fields.dissect(o.frame)
             pkt.time = o.ts_ns / 1e9
             origin = base + o.origin + 1 if o.origin >= 0 else 0
             self.queues[name].append(Left(name, pkt, o.frame, o.ts_ns, origin))
