@@ -68,7 +68,9 @@ def _resolve(path, request):
     path = Path(path)
     if path.is_absolute():
         return path
-    tried = [Path(request.path).parent / path, Path(request.config.rootpath) / path]
+    here = Path(str(getattr(request, "path", None) or request.fspath)).parent   # request.path: pytest >= 7
+    root = Path(str(getattr(request.config, "rootpath", None) or request.config.rootdir))
+    tried = [here / path, root / path]
     tried = [p for k, p in enumerate(tried) if p not in tried[:k]]
     for p in tried:
         if p.is_file():
