@@ -22,7 +22,7 @@ def _when(ns):
     return f"{ns // 10**9}.{ns % 10**9:09d}"
 
 
-def explain_port(name, out, want, pipeline, cfg, inputs, batch=None):
+def explain_port(name, out, want, pipeline, cfg, inputs):
     """Text lines about output port `name`: out (what left) against want (expected, may be absent)."""
     got, exp = _records(out, cfg.max_frame), _records(want, cfg.max_frame)
     k = next((i for i, (g, e) in enumerate(zip(got, exp)) if (g.data, g.ts_ns) != (e.data, e.ts_ns)),
