@@ -63,6 +63,7 @@ class FlowTables:
         self.state[:5] = self.macs.counters
         self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
         self.stack = np.zeros((MAX_RESUBMITS + 1, 4), np.int64)   # (next op, end, table, depth) frames
+        self.first_rule = np.zeros(max(rows, 1), np.int64)          # run_actions: each packet's table-0 rule
         self.trace = np.zeros((RECORDS, 7), np.int64)   # records of traced packets (trace_records.py)
         # the connection table of ct(): full size only when the flows use it
         self.ct_size, self.ct_timeouts, self.rows = ct_size, ct_timeouts, rows
@@ -213,7 +214,7 @@ class FlowTables:
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
                                  self.trunks, self.macs.entries, self.state, self.stack, self.trace,
-                                 self.used_ns, self._ct_args(batch, 0))
+                                 self.used_ns, self._ct_args(batch, 0), self._first_rule(batch.n))
         self._ct_sweep(batch)
 
     def _run_timed(self, batch):
@@ -265,7 +266,7 @@ class FlowTables:
                         batch.tx[n_tx:], p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                         p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
                         self.trunks, self.macs.entries, state, self.stack, self.trace, self.used_ns,
-                        self._ct_args(batch, lo))
+                        self._ct_args(batch, lo), self._first_rule(hi - lo))
         c = int(state[S_CLONES])
         if lo:
             batch.tx[n_tx: n_tx + k, 0] += lo
@@ -276,6 +277,12 @@ class FlowTables:
             out = rec[:, 1] == T_OUTPUT
             rec[out, 4] += np.where(rec[out, 4] >= 0, lo, 0)
         return int(k), c
+
+    def _first_rule(self, n):
+        """The kernel's scratch for n packets' table-0 rules (grown once, never per batch)."""
+        if self.first_rule.shape[0] < n:
+            self.first_rule = np.zeros(max(n, 256), np.int64)
+        return self.first_rule
 
     def _ensure_conntrack(self, rules):
         uses = any(a.name in ("ct", "ct_clear") for r in rules for a in r.actions)
