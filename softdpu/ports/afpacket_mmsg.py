@@ -71,6 +71,7 @@ class MmsgSender:
         self.hdrs = np.zeros((CHUNK, 8), np.uint64)
         self.st = np.zeros(M_COLS, np.int64)
         self.errors = {}
+        self._batch = self._addrs = None
 
     def warm(self, batch):
         mmsg_fill(batch.tx, 0, 0, batch.meta, 0, batch.data.shape[1], self.iov, 0, self.hdrs, self.st)
@@ -78,8 +79,10 @@ class MmsgSender:
     def send(self, batch, port):
         st = self.st
         st[M_J] = 0
-        data_addr, slot = batch.data.ctypes.data, batch.data.shape[1]
-        iov_addr, hdr_addr = self.iov.ctypes.data, self.hdrs.ctypes.data
+        if self._batch is not batch:          # addresses looked up once per batch object
+            self._batch = batch
+            self._addrs = (batch.data.ctypes.data, batch.data.shape[1], self.iov.ctypes.data, self.hdrs.ctypes.data)
+        data_addr, slot, iov_addr, hdr_addr = self._addrs
         fd = self.sock.fileno()
         while True:
             k = int(mmsg_fill(batch.tx, batch.n_tx, port, batch.meta, data_addr, slot, self.iov, iov_addr,
