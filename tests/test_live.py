@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import pytest
 from live_harness import H1_IP, H2_IP, ROOT, TwoHosts, require_netns, tcp_exchange, tcp_refused_or_silent, udp_send
 
@@ -216,14 +218,29 @@ def test_control_socket_isolated_from_the_host_side(lab, tmp_path):
         assert r.returncode == 0 and "afpacket d1" in r.stdout, r
 
 
-def test_socket_refuses_other_users(lab, tmp_path):
-    with lab.softdpu(L2, tmp_path, name="perm"):
-        path = tmp_path / "perm.sock"
-        probe = ("import os,socket\nos.setgid(65534); os.setuid(65534)\ns=socket.socket(socket.AF_UNIX)\n"
-                 f"try:\n s.connect({str(path)!r}); print('connected')\nexcept OSError as e: print(type(e).__name__)")
-        os.chmod(tmp_path, 0o755)          # so only the socket's own mode stands in the way
-        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
-        assert r.stdout.strip() == "PermissionError", r
+def test_socket_refuses_other_users(lab):
+    """The socket's own mode (0600) keeps other users out: with the directories open to all, a
+    process as nobody is refused; the same socket made 0666 lets it connect (the control)."""
+    import shutil
+    import tempfile
+    top = Path(tempfile.mkdtemp(prefix="softdpu-perm-", dir="/tmp"))
+    try:
+        run = top / "run"
+        with lab.softdpu(L2, run, name="perm"):
+            path = run / "perm.sock"
+            assert stat.S_IMODE(os.stat(run).st_mode) == 0o700
+            os.chmod(top, 0o755)
+            os.chmod(run, 0o755)
+            probe = ("import os,socket\nos.setgid(65534); os.setuid(65534)\ns=socket.socket(socket.AF_UNIX)\n"
+                     f"try:\n s.connect({str(path)!r}); print('connected')\n"
+                     "except OSError as e: print(type(e).__name__)")
+            r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+            assert r.stdout.strip() == "PermissionError", r
+            os.chmod(path, 0o666)
+            r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+            assert r.stdout.strip() == "connected", r
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_bad_input(lab, tmp_path):
