@@ -103,10 +103,16 @@ def test_mtu_filter_counts_what_it_takes_out():
     b = Batch(4, 1600)
     for n in (100, 1500, 1500):
         b.append(bytes(n))
-    # packet 0 to both ports, packet 1 only to the small one, packet 2 to both
-    b.tx[:5, :2] = [(0, 1), (0, 2), (1, 2), (2, 1), (2, 2)]
-    b.n_tx = 5
-    step = PortMtu({2: 1000 + 18}, b.size)
+    b.append(bytes(12) + b"\x81\x00" + bytes(1004))         # tagged: 4 more bytes allowed
+    # packet 0 to both ports, packet 1 only to the small one, packet 2 to both, 3 to the small one
+    b.tx[:6, :2] = [(0, 1), (0, 2), (1, 2), (2, 1), (2, 2), (3, 2)]
+    b.n_tx = 6
+    step = PortMtu({2: 1000 + 14}, b.size)
     step.run(b)
-    assert b.n_tx == 3 and [tuple(r) for r in b.tx[:3, :2]] == [(0, 1), (0, 2), (2, 1)]
-    assert list(b.meta[:3, M_DROP]) == [0, drops.PORT_MTU, 0] and step.cut == 2
+    assert b.n_tx == 4 and [tuple(r) for r in b.tx[:4, :2]] == [(0, 1), (0, 2), (2, 1), (3, 2)]
+    assert list(b.meta[:4, M_DROP]) == [0, drops.PORT_MTU, 0, 0] and step.cut == 2
+    b.data[3, b.headroom + 12] = 0x08                          # untagged now: too long by 4
+    b.tx[0, :2] = (3, 2)
+    b.n_tx = 1
+    step.run(b)
+    assert b.n_tx == 0 and b.meta[3, M_DROP] == drops.PORT_MTU

@@ -192,8 +192,8 @@ def test_graceful_shutdown_and_restart(lab, tmp_path):
 def test_mtu_respected(lab, tmp_path):
     netns.set_link(lab.dpu, "d2", mtu=1000)
     with lab.softdpu(L2, tmp_path) as sd:
-        assert udp_send(lab.h1, lab.h2, H2_IP, 7100, 10, size=900) == 10
-        assert udp_send(lab.h1, lab.h2, H2_IP, 7101, 10, size=1200, wait=0.5) == 0
+        assert udp_send(lab.h1, lab.h2, H2_IP, 7100, 10, size=972) == 10           # IP packet = MTU
+        assert udp_send(lab.h1, lab.h2, H2_IP, 7101, 10, size=973, wait=0.5) == 0  # one byte over
         out = _stats(sd)
         assert "port_mtu" in out and "mtu 1000" in sd.ctl("show")[1], out
         line = next(l for l in out.splitlines() if "drop port_mtu" in l)

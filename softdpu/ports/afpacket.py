@@ -179,9 +179,9 @@ class AfPacketPort:
 
     @property
     def frame_limit(self):
-        """Longest frame this port sends: the MTU and an Ethernet header (a tagged frame may take
-        4 more bytes: the kernel checks the same way, allowing for one tag)."""
-        return self.mtu + 14 + 4
+        """Longest untagged frame this port sends: the MTU and an Ethernet header (ports/mtu.py
+        allows a tagged frame 4 bytes more, as the kernel does)."""
+        return self.mtu + 14
 
     def fileno(self):
         return self.rx_sock.fileno()

@@ -128,7 +128,8 @@ class TapPort:
 
     @property
     def frame_limit(self):
-        return self.mtu + 14 + 4
+        """Longest untagged frame (ports/mtu.py allows a tagged one 4 bytes more)."""
+        return self.mtu + 14
 
     def fileno(self):
         return self.fd
