@@ -319,3 +319,40 @@ def test_workers_follow_a_killed_supervisor(lab, tmp_path):
         while netns.pids_in(lab.dpu) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert netns.pids_in(lab.dpu) == []
+
+
+def test_an_interface_that_goes_away(lab, tmp_path):
+    """The host behind d2 disappears (its namespace, so the veth pair, is removed): softdpu keeps
+    forwarding nothing there without spinning or dying, answers ctl, and stops cleanly."""
+    with lab.softdpu(L2, tmp_path) as sd:
+        assert udp_send(lab.h1, lab.h2, H2_IP, 7200, 10) == 10
+        netns.remove(lab.h2)
+        lab.made.remove(lab.h2)
+        time.sleep(0.5)
+        assert udp_send(lab.h1, lab.h1, H1_IP, 7201, 1) == 1       # h1's own stack still fine
+        netns.run_in(lab.h1, lambda: udp_flood(H2_IP))
+        time.sleep(0.5)
+        pids = netns.pids_in(lab.dpu)
+        cpu0 = sum(_cpu(p) for p in pids)
+        time.sleep(1.0)
+        assert sum(_cpu(p) for p in pids) - cpu0 < 0.5                 # not a busy loop
+        code, out, _ = sd.ctl("stats")
+        assert code == 0 and "port p2" in out and "tx_failed 50" in out and "socket_errors 1" in out, out
+        assert sd.stop() == 0, sd.output
+
+
+def udp_flood(ip, count=50):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(count):
+            s.sendto(b"x" * 64, (ip, 9))
+    finally:
+        s.close()
+
+
+def _cpu(pid):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0

@@ -35,6 +35,7 @@ class Worker:
         order; conn: a multiprocessing Connection to the supervisor."""
         self.index, self.dpu, self.ports, self.conn = index, dpu, ports, conn
         self.stopping = False
+        self.port_errors = {}         # port name -> errors its socket reported (interface down/gone)
 
     def _stop(self, *_):
         self.stopping = True
@@ -83,9 +84,30 @@ class Worker:
             idle += 1
             if idle < 2:             # one more look before sleeping
                 continue
-            for fd, _ in poller.poll(POLL_MS):
+            for fd, ev in poller.poll(POLL_MS):
                 if fd == conn.fileno():
                     self._command(conn)
+                elif ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    self._port_error(fd, poller)
+
+    def _port_error(self, fd, poller):
+        """A port's socket reports an error (its interface went down or away): clear it, count it,
+        and after many in a row stop polling that port (no busy loop); the others go on."""
+        import socket as _socket
+        port = next((p for p in self.ports if p.fileno() == fd), None)
+        if port is None:
+            return
+        self.port_errors[port.name] = self.port_errors.get(port.name, 0) + 1
+        try:
+            sock = getattr(port, "rx_sock", None)
+            if sock is not None:
+                sock.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)   # reading clears it
+        except OSError:
+            pass
+        if self.port_errors[port.name] == 1000:
+            poller.unregister(fd)
+            print(f"softdpu: warning: port {port.name} ({port.ifname}): its socket keeps failing; "
+                  "no longer polled (its ring is still read between batches)", flush=True)
 
     def _command(self, conn):
         try:
@@ -130,6 +152,7 @@ class Worker:
             "rules": [flow_mods.rule_key(r) for r in flows.program.rules],
             "n_packets": flows.program.n_packets.copy(), "n_bytes": flows.program.n_bytes.copy(),
             "mtu_cut": self.dpu.port_mtu.cut if self.dpu.port_mtu is not None else 0,
-            "ports": {p.name: p.counters_dict() for p in self.ports},
+            "ports": {p.name: {**p.counters_dict(), "socket_errors": self.port_errors.get(p.name, 0)}
+                      for p in self.ports},
             "connections": flows.conntrack.table.counters()["entries"] if flows.uses_ct else None,
         }
