@@ -57,6 +57,7 @@ REASONS = (
     ("esp_icv", "ESP integrity check (AEAD tag) failed: wrong key, or the packet was altered"),
     ("esp_bad_padding", "ESP padding bytes not 1, 2, 3, ... or pad length past the payload"),
     ("esp_bad_inner", "ESP next header not what the SA's mode carries (IPv4/IPv6 in tunnel mode)"),
+    ("esp_bad_checksum", "outer IPv4 header checksum wrong on an ESP packet for one of our SAs"),
     ("esp_truncated", "ESP packet too short for its header, IV, trailer and ICV"),
     ("esp_seq_exhausted", "outbound SA used up its sequence numbers: it stops, never wraps (rekey)"),
     ("esp_mtu", "with the ESP overhead the packet would exceed the port's MTU"),
@@ -112,6 +113,7 @@ ESP_TOO_OLD = CODE["esp_too_old"]
 ESP_ICV = CODE["esp_icv"]
 ESP_BAD_PADDING = CODE["esp_bad_padding"]
 ESP_BAD_INNER = CODE["esp_bad_inner"]
+ESP_BAD_CHECKSUM = CODE["esp_bad_checksum"]
 ESP_TRUNCATED = CODE["esp_truncated"]
 ESP_SEQ_EXHAUSTED = CODE["esp_seq_exhausted"]
 ESP_MTU = CODE["esp_mtu"]

@@ -6,6 +6,7 @@ UDP 4500: the parser's F_ESP / F_ESP_NATT), not a fragment:
     the destination is one of our SA addresses: esp_unknown_spi; none and not
     ours: the packet is someone else's ESP and goes on untouched
   - too short for ESP header, IV, pad length, next header and ICV: esp_truncated
+  - IPv4 header checksum wrong: esp_bad_checksum
   - ESN: the high 32 bits reconstructed (replay.esn_high)
   - the anti-replay check before decryption: esp_replay / esp_too_old
   - a job: nonce = salt | IV, AAD = SPI | [seq high] | seq low, text and ICV in place
@@ -126,6 +127,9 @@ def esp_in_prepare(data, meta, n, sa, seqs, bitmap, spi_hash, addrs, n_addrs, po
             continue
         if meta[i, M_PARSE_ERR] != 0 or ip_end > end or esp + 8 + IV_LEN + 2 + TAG_LEN > ip_end:
             _drop(meta, counters, i, t, drops.ESP_TRUNCATED)
+            continue
+        if family == 4 and ip4.checksum(data, i, l3, (u8(data, i, l3) & 0xF) * 4) != 0:
+            _drop(meta, counters, i, t, drops.ESP_BAD_CHECKSUM)
             continue
         low = be32(data, i, esp + 4)
         window = sa[t, S_WINDOW]
