@@ -40,13 +40,13 @@ def sa_toml(name, spi, direction, mode, aead, local, remote, esn=False, natt=Fal
 
 
 def gateway(tmp_path, aead="aes-gcm-128", mode="tunnel", family=4, esn=False, natt=False, window=None,
-            backend=None, policies=True, batch=64, text=""):
+            backend=None, policies=True, batch=64, text="", flows=None, ports=""):
     local, remote, lan, far, _, _ = ADDRS[family]
     if mode == "transport":          # host to host: the policies select the endpoints themselves
         h = 32 if family == 4 else 128
         lan, far = f"{local}/{h}", f"{remote}/{h}"
-    (tmp_path / "gw.flows").write_text("table=0, priority=10, in_port=1, actions=output:2\n"
-                                       "table=0, priority=10, in_port=2, actions=output:1\n")
+    (tmp_path / "gw.flows").write_text(flows or ("table=0, priority=10, in_port=1, actions=output:2\n"
+                                                 "table=0, priority=10, in_port=2, actions=output:1\n"))
     doc = textwrap.dedent(f"""\
         [pipeline]
         flows = "gw.flows"
@@ -61,7 +61,7 @@ def gateway(tmp_path, aead="aes-gcm-128", mode="tunnel", family=4, esn=False, na
         type = "pcap"
         mtu = 1500
         mac = "02:00:00:00:00:02"
-        """)
+        """) + ports
     doc += sa_toml("out", 0x1001, "out", mode, aead, local, remote, esn, natt)
     doc += sa_toml("in", 0x2001, "in", mode, aead, local, remote, esn, natt, window)
     if policies:

@@ -35,7 +35,8 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
-from softdpu.batch import M_DROP, M_FLAGS, M_L3, M_L5, M_LEN, M_PARSE_ERR, M_START
+from softdpu.batch import M_DROP, M_FLAGS, M_L3, M_L4, M_L5, M_LEN, M_PARSE_ERR, M_START
+from softdpu.headers import esp as esp_h
 from softdpu.headers import ipv4 as ip4
 from softdpu.headers.bytes import be16, be32, be64, put16, u8
 from softdpu.stages.esp import replay
@@ -44,7 +45,7 @@ from softdpu.stages.esp.jobs import IV_LEN, J_ESP, J_OK, J_ROW, J_SA, J_SEQ, J_T
 from softdpu.stages.esp.sa_table import (C_BYTES, C_DROPS, C_PACKETS, S_ESN, S_FAMILY, S_LOCAL_HI, S_LOCAL_LO,
                                          S_NBLOCKS, S_POLICIES, S_SPI, S_TUNNEL, S_WINDOW, spi_slot)
 from softdpu.stages.esp.selectors import DIR_IN, P_DIR, P_SA, ip_fields, matches
-from softdpu.stages.parse import F_ESP, F_FRAG, F_IPV4, F_IPV6, parse_row
+from softdpu.stages.parse import F_ESP, F_ESP_NATT, F_FRAG, F_IPV4, F_IPV6, parse_row
 
 
 @njit(alloc=False)
@@ -111,6 +112,8 @@ def esp_in_prepare(data, meta, n, sa, seqs, bitmap, spi_hash, addrs, n_addrs, po
                         _drop(meta, counters, i, t, drops.ESP_UNPROTECTED)
             continue
         esp = meta[i, M_L5]
+        if (flags & F_ESP_NATT) and be16(data, i, meta[i, M_L4] + 2) != esp_h.UDP_PORT_NATT:
+            continue                                 # only UDP to port 4500 is NAT-T ESP for us
         if flags & F_IPV4:
             family = 4
             dhi, dlo = np.int64(0), be32(data, i, l3 + 16)
@@ -119,6 +122,8 @@ def esp_in_prepare(data, meta, n, sa, seqs, bitmap, spi_hash, addrs, n_addrs, po
             family = 6
             dhi, dlo = np.int64(be64(data, i, l3 + 24)), np.int64(be64(data, i, l3 + 32))
             ip_end = l3 + 40 + be16(data, i, l3 + 4)
+        if flags & F_ESP_NATT:                       # the UDP length bounds ESP in UDP (as a host's stack)
+            ip_end = min(ip_end, meta[i, M_L4] + be16(data, i, meta[i, M_L4] + 4))
         spi = be32(data, i, esp)
         t = _find_sa(sa, spi_hash, spi, family, dhi, dlo)
         if t < 0:
