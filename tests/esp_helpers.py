@@ -100,7 +100,7 @@ def inner_packet(family, size, n=0, reply=False):
     if reply:
         a, b = b, a
     ip = IP(src=a, dst=b, ttl=63, id=n) if family == 4 else IPv6(src=a, dst=b, hlim=63)
-    return ip / UDP(sport=1000 + n, dport=2000) / Raw(bytes((n + k) & 0xFF for k in range(size)))
+    return ip / UDP(sport=50000 + n, dport=60000) / Raw(bytes((n + k) & 0xFF for k in range(size)))
 
 
 def host_packet(sa_local, sa_remote, size, n=0):
@@ -108,4 +108,4 @@ def host_packet(sa_local, sa_remote, size, n=0):
     from scapy.packet import Raw
     v = ipaddress.ip_address(sa_local).version
     ip = IP(src=sa_local, dst=sa_remote, ttl=63, id=n) if v == 4 else IPv6(src=sa_local, dst=sa_remote, hlim=63)
-    return ip / UDP(sport=1000 + n, dport=2000) / Raw(bytes((n + k) & 0xFF for k in range(size)))
+    return ip / UDP(sport=50000 + n, dport=60000) / Raw(bytes((n + k) & 0xFF for k in range(size)))
