@@ -266,7 +266,9 @@ def _port(path, base, i, p, loc, names, numbers):
     schema = PORT_TYPES[ptype]
     tunnel = ptype in config_tunnels.TUNNEL_TYPES
     extra = config_tunnels.TUNNEL_KEYS if tunnel else config_tunnels.UNDERLAY_KEYS
-    known = {**PORT_COMMON, **PORT_VLAN, **schema, **extra, "ipsec": (dict, "[port.ipsec]")}
+    known = {**PORT_COMMON, **PORT_VLAN, **schema, **extra}
+    if tunnel:
+        known["ipsec"] = (dict, "[port.ipsec]")             # config_esp.py
     for key in p:
         if key not in known:
             raise ConfigError(path, f"port[{i}].{key}",

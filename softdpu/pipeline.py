@@ -98,6 +98,8 @@ class Dpu:
             steps.append(("trace", trace.after_parse))
         if self.esp is not None:
             steps.append(("esp-in", lambda batch: self.esp.inbound(batch, self.config.drop_malformed)))
+            if trace is not None:
+                steps.append(("trace", trace.after_esp_in))
         if self.tunnels:
             steps.append(("decap", lambda batch: self.tunnels.decap(batch, self.config.drop_malformed)))
         if trace is not None:
@@ -114,6 +116,8 @@ class Dpu:
                 steps.append(("trace", trace.after_encap))
         if self.esp is not None:
             steps.append(("esp-out", self._esp_out))
+            if trace is not None:
+                steps.append(("trace", trace.after_esp_out))
         steps.append(("stats", lambda batch: self.stats.add(batch, self.port_index)))
         return steps
 

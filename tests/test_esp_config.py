@@ -172,7 +172,7 @@ def test_port_ipsec(tmp_path):
 
 def test_ipsec_on_a_pcap_port(tmp_path):
     e = _error(tmp_path, "[port.ipsec]\nsa_out = \"o\"\n" + _sa(name='"o"', mode='"transport"'))
-    assert "only a vxlan or geneve port" in str(e)
+    assert "unknown key for a pcap port" in str(e) and e.key == "port[1].ipsec"
 
 
 def test_examples_load():

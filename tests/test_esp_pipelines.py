@@ -156,3 +156,24 @@ def test_gateway_golden_wan_decrypts_to_the_lan_packets():
             inner = out[IP]
         assert bytes(inner) == bytes(sent[IP])            # the flows only rewrote the MACs
         assert out.src == "02:00:00:00:00:02" and out.dst == "02:00:00:00:00:99"
+
+
+def test_trace_shows_esp_steps(tmp_path):
+    from softdpu.trace import Tracer, explain
+    dpu = Dpu.load(ROOT / "pipelines" / "ipsec-overlay.toml")
+    tracer = Tracer(dpu, {2, 3, 5, 11})
+    dpu.tracer = tracer
+    dpu.run_pcaps(out_dir=tmp_path)
+    names = {p.ofport: p.name for p in dpu.ports}
+    text = {t.number: explain(t, dpu.flows.program, names, bridge="x") for t in tracer.traces}
+    two = "\n".join(text[2][0])
+    assert "Decrypted by ESP SA from-b (spi 0x2001, transport mode, aes-gcm-128, seq 1)" in two
+    assert "Decapsulated by vx0" in two and two.endswith("Result: sent to p1")
+    assert text[2][1]["decrypted"].startswith("Decrypted by ESP SA from-b")
+    three = "\n".join(text[3][0])
+    assert "Encrypted by ESP SA to-b (spi 0x1001, transport mode, aes-gcm-128, seq 2); out of uplink" in three
+    assert text[3][1]["esp"][0]["encrypted"].startswith("Encrypted by ESP SA to-b")
+    assert "Result: dropped before the flow tables: esp_replay" in "\n".join(text[5][0])
+    assert "\n".join(text[11][0]).endswith("Result: dropped: esp_mtu (with the ESP overhead the packet "
+                                           "would exceed the port's MTU)")
+    assert text[11][1]["drop"]["reason"] == "esp_mtu"
