@@ -44,6 +44,7 @@ from softdpu.batch import (M_DROP, M_IN_PORT, M_LEN, M_ORIGIN, M_PARSE_ERR, M_TR
 from softdpu.dump_flows import _shown, format_match
 from softdpu.trace_flow import (_ct_state_text, _field_value, _first_fragment_ports, _get, _nd_text,
                                 _outer_text, _put_ports, _set_pieces, changes, flow_text)
+from softdpu.stages.esp.jobs import J_ROW, J_SA, J_SEQ
 from softdpu.stages.flows import trace_records as tr
 from softdpu.stages.flows.action_syntax import GUARD
 
@@ -132,11 +133,11 @@ class Tracer:
         self._esp_in = {}
         wanted = set(int(i) for i in self._rows)
         for j in range(jobs.n):
-            row = int(jobs.jobs[j, 0])
+            row = int(jobs.jobs[j, J_ROW])
             if row in wanted and batch.meta[row, M_DROP] == 0:
-                sa = esp.table.sas[int(jobs.jobs[j, 1])]
+                sa = esp.table.sas[int(jobs.jobs[j, J_SA])]
                 self._esp_in[row] = (f"Decrypted by ESP SA {sa.name} (spi {sa.spi:#x}, {sa.mode} mode, {sa.aead}, "
-                                     f"seq {int(jobs.jobs[j, 6])}): a {int(batch.meta[row, M_LEN])}-byte frame")
+                                     f"seq {int(jobs.jobs[j, J_SEQ])}): a {int(batch.meta[row, M_LEN])}-byte frame")
 
     def after_esp_out(self, batch):
         """After esp-out: the copies of each traced packet that leave, and which ESP SA encrypted them."""
@@ -144,9 +145,9 @@ class Tracer:
         jobs = esp.jobs
         how = {}
         for j in range(jobs.n):
-            sa = esp.table.sas[int(jobs.jobs[j, 1])]
-            how[int(jobs.jobs[j, 0])] = (f"Encrypted by ESP SA {sa.name} (spi {sa.spi:#x}, {sa.mode} mode, "
-                                         f"{sa.aead}, seq {int(jobs.jobs[j, 6])})")
+            sa = esp.table.sas[int(jobs.jobs[j, J_SA])]
+            how[int(jobs.jobs[j, J_ROW])] = (f"Encrypted by ESP SA {sa.name} (spi {sa.spi:#x}, {sa.mode} mode, "
+                                             f"{sa.aead}, seq {int(jobs.jobs[j, J_SEQ])})")
         out = {}
         for row, port in batch.tx[: batch.n_tx, :2]:
             origin = int(batch.meta[row, M_ORIGIN]) if row >= batch.size else int(row)

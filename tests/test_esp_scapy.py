@@ -50,12 +50,13 @@ def _backends():
     return ["libcrypto", "reference"] if libcrypto.AVAILABLE else ["reference"]
 
 
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("family,natt", NETS)
 @pytest.mark.parametrize("esn", [False, True], ids=["seq32", "esn"])
 @pytest.mark.parametrize("mode", ["tunnel", "transport"])
 @pytest.mark.parametrize("aead", AEADS)
-def test_scapy_decrypts_ours(tmp_path, aead, mode, esn, family, natt):
-    dpu, sas = gateway(tmp_path, aead, mode, family, esn, natt)
+def test_scapy_decrypts_ours(tmp_path, aead, mode, esn, family, natt, backend):
+    dpu, sas = gateway(tmp_path, aead, mode, family, esn, natt, backend=backend)
     first = ESN_START if esn else 0
     dpu.esp.table.seqs[0] = first
     b = dpu.batch
@@ -88,12 +89,13 @@ def test_scapy_decrypts_ours(tmp_path, aead, mode, esn, family, natt):
     assert c["packets"] == len(sent) and len(c) == 2
 
 
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("family,natt", NETS)
 @pytest.mark.parametrize("esn", [False, True], ids=["seq32", "esn"])
 @pytest.mark.parametrize("mode", ["tunnel", "transport"])
 @pytest.mark.parametrize("aead", AEADS)
-def test_we_decrypt_scapys(tmp_path, aead, mode, esn, family, natt):
-    dpu, sas = gateway(tmp_path, aead, mode, family, esn, natt)
+def test_we_decrypt_scapys(tmp_path, aead, mode, esn, family, natt, backend):
+    dpu, sas = gateway(tmp_path, aead, mode, family, esn, natt, backend=backend)
     first = ESN_START if esn else 0
     dpu.esp.table.seqs[1] = first            # as though packets up to `first` had come
     ref = scapy_sa(sas["in"])
@@ -147,3 +149,49 @@ def test_round_trip_between_two_gateways(tmp_path, aead, backend):
     assert pb.n_tx == len(sent)
     for k, p in enumerate(sent):
         assert bytes(_l3(Ether(pb.packet(int(pb.tx[k, 0]))))) == bytes(p)
+
+
+def test_fallback_when_libcrypto_cannot_be_loaded(tmp_path, monkeypatch):
+    """Without libcrypto the stage picks the `cryptography` backend by itself."""
+    from softdpu.stages.esp import stage
+    monkeypatch.setattr(stage.libcrypto, "AVAILABLE", False)
+    dpu, sas = gateway(tmp_path)
+    assert dpu.esp.backend == "reference"
+    b = dpu.batch
+    b.clear()
+    p = _packets(4, "tunnel")[3]
+    b.append(bytes(Ether() / p), in_port=1)
+    dpu.process(b)
+    assert bytes(scapy_sa(sas["out"]).decrypt(Ether(b.packet(int(b.tx[0, 0])))[IP])) == bytes(p)
+    with pytest.raises(RuntimeError, match="libcrypto could not be loaded"):
+        stage.Esp(dpu.config.esp, dpu.config.ports, 8, 1600, backend="libcrypto")
+
+
+def test_vlan_tags_and_ip_options(tmp_path):
+    """A tagged frame and an IPv4 header with options, through tunnel and transport mode both ways."""
+    from scapy.layers.l2 import Dot1Q
+    for mode in ("tunnel", "transport"):
+        d = tmp_path / mode
+        d.mkdir()
+        dpu, sas = gateway(d, "aes-gcm-128", mode, 4)
+        p = _packets(4, mode)[5]
+        p[IP].options = b"\x94\x04\x00\x00"            # router alert
+        p = IP(bytes(p))
+        frame = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=42) / p
+        b = dpu.batch
+        b.clear()
+        b.append(bytes(frame), in_port=1)
+        dpu.process(b)
+        out = Ether(b.packet(int(b.tx[0, 0])))
+        assert out[Dot1Q].vlan == 42
+        assert bytes(scapy_sa(sas["out"]).decrypt(out[IP])) == bytes(p)
+        back = _packets(4, mode, reply=True)[5]
+        back[IP].options = b"\x94\x04\x00\x00"
+        back = IP(bytes(back))
+        enc = _scapy_encrypt(scapy_sa(sas["in"]), back, 1, False)
+        b.clear()
+        b.append(bytes(Ether(src="02:00:00:00:00:09", dst="02:00:00:00:00:02") / Dot1Q(vlan=42) / enc), in_port=2)
+        dpu.process(b)
+        assert b.n_tx == 1, dpu.esp.lines()
+        got = Ether(b.packet(int(b.tx[0, 0])))
+        assert got[Dot1Q].vlan == 42 and bytes(got[IP]) == bytes(back)
