@@ -22,7 +22,7 @@
     [[esp.policy]]                   # traffic selectors: which packets an SA protects
     sa = "to-b"                      # an "out" SA: matching packets sent are encrypted with it;
                                      # an "in" SA: matching packets must arrive through it
-    src = "10.1.0.0/16"              # prefixes (default: any of the SA's family... of any family)
+    src = "10.1.0.0/16"              # prefixes (default: any address, of either family)
     dst = "10.2.0.0/16"
     proto = "tcp"                    # "tcp", "udp", "icmp", "icmpv6" or a number (default any)
     sport = 80                       # a port or "1024-65535" (default any)
@@ -264,7 +264,7 @@ def _policy(path, i, e, loc, sas, ports):
     v = {k: _check(path, line(k), f"esp.policy[{i}].{k}", e[k], *POLICY_KEYS[k]) for k in e}
     if v["sa"] not in sas:
         raise ConfigError(path, f"esp.policy[{i}].sa", f"no [[esp.sa]] named {v['sa']!r}", line("sa"))
-    if v["sa"] and "port" in v:
+    if "port" in v:
         if sas[v["sa"]].direction != "out":
             raise ConfigError(path, f"esp.policy[{i}].port", 'port applies to policies of "out" SAs',
                               line("port"))
