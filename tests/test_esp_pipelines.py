@@ -177,3 +177,26 @@ def test_trace_shows_esp_steps(tmp_path):
     assert "\n".join(text[11][0]).endswith("Result: dropped: esp_mtu (with the ESP overhead the packet "
                                            "would exceed the port's MTU)")
     assert text[11][1]["drop"]["reason"] == "esp_mtu"
+
+
+def test_softdpu_run_reports_per_sa(tmp_path):
+    import io
+    from softdpu.cli import main
+    out = io.StringIO()
+    assert main(["run", str(ROOT / "pipelines" / "ipsec-overlay.toml"), "--out-dir", str(tmp_path),
+                 "--no-progress"], out=out) == 0
+    text = out.getvalue()
+    assert "esp sa to-b (out, spi 0x1001, transport, aes-gcm-128): encrypted 3 packets" in text
+    assert "esp sa from-b (in, spi 0x2001, transport, aes-gcm-128): decrypted 3 packets" in text
+    for reason in ("esp_replay", "esp_icv", "esp_unknown_spi", "esp_unprotected", "esp_mtu"):
+        assert f"drop {reason}" in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "pipelines" / "ipsec-overlay.toml").read_text().replace('aead = "aes-gcm-128"\nkey',
+                                                                                 'aead = "aes-gcm-512"\nkey', 1)
+                   .replace('"../', f'"{ROOT}/'))
+    (tmp_path / "ipsec-overlay.flows").write_text((ROOT / "pipelines" / "ipsec-overlay.flows").read_text())
+    err = io.StringIO()
+    import contextlib
+    with contextlib.redirect_stderr(err):
+        status = main(["run", str(bad), "--out-dir", str(tmp_path / "o"), "--no-progress"], out=err)
+    assert status != 0 and "esp.sa[0].aead" in err.getvalue() and "bad.toml:" in err.getvalue()
