@@ -1,12 +1,15 @@
 """OpenSSL libcrypto's EVP AEAD API, called from numba kernels: the ESP fast path.
 
-At import the library is loaded into the process (ctypes, for setting up
-contexts from Python) and made visible to LLVM's symbol resolver
-(llvmlite's load_library_permanently), so @njit code can call the EVP
-functions by name as numba ExternalFunctions.  Calls by name, unlike ctypes
-function objects baked into a kernel as addresses, let the kernel be cached
-on disk like every other softdpu kernel (the address is resolved again when
-a later process loads it).
+At import the library is loaded with ctypes (which also sets up the
+contexts from Python), and the addresses of the four functions the kernel
+calls per packet (ctypes function pointers) are registered with LLVM under
+softdpu_* names (llvmlite's add_symbol); the @njit kernel calls those names
+as numba ExternalFunctions.  Unlike ctypes function objects baked into a
+kernel as constant addresses, named symbols let the kernel be cached on disk
+like every other softdpu kernel: a later process registers the addresses
+again before it loads the kernel.  The names are softdpu's own, so another
+libcrypto in the process cannot be picked by mistake: the functions that
+run are those of the library that made the contexts.
 
 One EVP_CIPHER_CTX per SA, created with its cipher and key once
 (`Contexts`); per packet the kernel only sets the nonce (salt | IV), feeds
@@ -39,20 +42,28 @@ CIPHER_FUNCS = {"aes-gcm-128": "EVP_aes_128_gcm", "aes-gcm-256": "EVP_aes_256_gc
                 "chacha20-poly1305": "EVP_chacha20_poly1305"}
 
 
+FUNCS = ("EVP_CipherInit_ex", "EVP_CipherUpdate", "EVP_CipherFinal_ex", "EVP_CIPHER_CTX_ctrl")
+
+
 def _load():
+    """libcrypto through ctypes, its four per-packet functions' addresses registered with LLVM
+    under softdpu_* names (the kernel calls those), or None."""
     names = [ctypes.util.find_library("crypto"), "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so"]
     for name in names:
         if not name:
             continue
         try:
             lib = ctypes.CDLL(name)
-            lib.EVP_CipherUpdate      # noqa: B018 (the EVP API is there)
+            addrs = {f: ctypes.cast(getattr(lib, f), ctypes.c_void_p).value for f in FUNCS}
+            for f in CIPHER_FUNCS.values():
+                getattr(lib, f)      # noqa: B018 (the ciphers are there)
         except (OSError, AttributeError):
             continue
         try:
             import llvmlite.binding as llvm
-            llvm.load_library_permanently(name)
-        except Exception:       # noqa: BLE001 -- no LLVM resolution: use the fallback
+            for f, addr in addrs.items():
+                llvm.add_symbol(f"softdpu_{f}", addr)
+        except Exception:       # noqa: BLE001 -- no LLVM symbols: use the fallback
             return None
         return lib
     return None
@@ -65,10 +76,10 @@ if AVAILABLE:
     from numba import types
 
     _ip, _i32 = types.intp, types.int32
-    _init = types.ExternalFunction("EVP_CipherInit_ex", _i32(_ip, _ip, _ip, _ip, _ip, _i32))
-    _update = types.ExternalFunction("EVP_CipherUpdate", _i32(_ip, _ip, _ip, _ip, _i32))
-    _final = types.ExternalFunction("EVP_CipherFinal_ex", _i32(_ip, _ip, _ip))
-    _ctrl = types.ExternalFunction("EVP_CIPHER_CTX_ctrl", _i32(_ip, _i32, _i32, _ip))
+    _init = types.ExternalFunction("softdpu_EVP_CipherInit_ex", _i32(_ip, _ip, _ip, _ip, _ip, _i32))
+    _update = types.ExternalFunction("softdpu_EVP_CipherUpdate", _i32(_ip, _ip, _ip, _ip, _i32))
+    _final = types.ExternalFunction("softdpu_EVP_CipherFinal_ex", _i32(_ip, _ip, _ip))
+    _ctrl = types.ExternalFunction("softdpu_EVP_CIPHER_CTX_ctrl", _i32(_ip, _i32, _i32, _ip))
     _LIB.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
     _LIB.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
     _LIB.EVP_CipherInit_ex.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int]
