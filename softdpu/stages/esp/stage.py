@@ -51,6 +51,9 @@ class Esp:
         """Protect the tx entries policies select; clone rows from batch.size + clones_used on
         are free.  -> clone rows used in all."""
         t, j = self.table, self.jobs
+        if batch.data.shape[0] > self.refs.shape[0]:      # the kernels index scratch by row
+            raise ValueError(f"a batch of {batch.data.shape[0]} rows; this ESP stage was sized for "
+                             f"{self.refs.shape[0]}")
         self.clones[0] = clones_used
         esp_out(batch.data, batch.meta, batch.tx, batch.n_tx, batch.n, batch.size, self.clones, t.sa, t.seqs,
                 t.pol, t.n_pol, self.port_mtu, self.refs, j.jobs, j.nonce, j.aad, t.counters, self.state)
