@@ -195,3 +195,35 @@ def test_vlan_tags_and_ip_options(tmp_path):
         assert b.n_tx == 1, dpu.esp.lines()
         got = Ether(b.packet(int(b.tx[0, 0])))
         assert got[Dot1Q].vlan == 42 and bytes(got[IP]) == bytes(back)
+
+
+@pytest.mark.parametrize("l4", ["udp", "tcp", "udp0"])
+def test_natt_transport_checksum_fixed_after_a_nat(tmp_path, l4):
+    """RFC 3948 3.1.2: the peer (10.9.9.9 behind a NAT) computed its TCP/UDP checksum with its
+    private address; the NAT rewrote the outer source to 203.0.113.2.  After decryption the
+    checksum must be right for the addresses the packet now has (a UDP checksum of 0 stays 0)."""
+    from scapy.layers.inet import TCP
+    dpu, sas = gateway(tmp_path, "aes-gcm-128", "transport", 4, natt=True)
+    local, remote, *_ = ADDRS[4]
+    seg = (UDP(sport=4000, dport=5000) if l4 != "tcp" else TCP(sport=4000, dport=5000, flags="PA")) / (b"n" * 21)
+    if l4 == "udp0":
+        seg[UDP].chksum = 0
+    p = IP(bytes(IP(src="10.9.9.9", dst=local, ttl=60) / seg))
+    enc = _scapy_encrypt(scapy_sa(sas["in"]), p, 1, False)
+    enc[IP].src = remote                                   # the NAT
+    del enc[IP].chksum
+    enc = IP(bytes(enc))
+    b = dpu.batch
+    b.clear()
+    b.append(bytes(Ether(src="02:00:00:00:00:09", dst="02:00:00:00:00:02") / enc), in_port=2)
+    dpu.process(b)
+    assert b.n_tx == 1, dpu.esp.lines()
+    got = Ether(b.packet(int(b.tx[0, 0])))[IP]
+    kind = TCP if l4 == "tcp" else UDP
+    assert got.src == remote and bytes(got[kind].payload) == bytes(p[kind].payload)
+    if l4 == "udp0":
+        assert got[kind].chksum == 0
+    else:
+        again = got.copy()
+        del again[kind].chksum
+        assert IP(bytes(again))[kind].chksum == got[kind].chksum != p[kind].chksum

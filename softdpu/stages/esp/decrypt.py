@@ -28,8 +28,9 @@ The crypto backend decrypts and checks the ICVs; then `esp_in_finish`:
   - the row is parsed again (in_port stays the port it arrived on): the inner
     packet continues through the pipeline.
 Drops are counted per SA (unknown SPI: in the table's last counter row).
-With NAT-T in transport mode the inner TCP/UDP checksum is left as sent
-(RFC 3948 3.1.2 incremental fix-up not done: VXLAN's is 0).
+With NAT-T in transport mode the inner TCP/UDP checksum is recomputed (RFC
+3948 3.1.2: a NAT may have changed the addresses it covers; a UDP checksum of
+0, as VXLAN's, stays 0).
 """
 import numpy as np
 
@@ -160,6 +161,24 @@ def esp_in_prepare(data, meta, n, sa, seqs, bitmap, spi_hash, addrs, n_addrs, po
 
 
 @njit(alloc=False)
+def _natt_l4_checksum(data, i, l3, hl, proto, length):
+    """Transport mode through a NAT (RFC 3948 3.1.2): the inner TCP/UDP checksum covers the
+    addresses the peer sent from, which a NAT may have changed: recompute it over the IPv4
+    header as it arrived (a UDP checksum of 0 stays 0).  The ICV has vouched for the data."""
+    l4 = l3 + hl
+    if proto == 6 and length >= 20:
+        c = l4 + 16
+    elif proto == 17 and length >= 8 and be16(data, i, l4 + 6) != 0:
+        c = l4 + 6
+    else:
+        return
+    put16(data, i, c, 0)
+    acc = ip4.pseudo_sum(be32(data, i, l3 + 12), be32(data, i, l3 + 16), proto, length)
+    v = (~ip4.fold(ip4.ones_sum(data, i, l4, length, acc))) & 0xFFFF
+    put16(data, i, c, 0xFFFF if v == 0 and proto == 17 else v)
+
+
+@njit(alloc=False)
 def _unwrap(data, meta, i, sa, t, esp, text, plain_len, nh):
     """Take ESP off row i (module doc).  -> 0 or a drop code."""
     start = meta[i, M_START]
@@ -174,21 +193,26 @@ def _unwrap(data, meta, i, sa, t, esp, text, plain_len, nh):
         meta[i, M_START] = text - l2
         meta[i, M_LEN] = l2 + plain_len
         return 0
-    if u8(data, i, l3) >> 4 == 4:
+    v4 = u8(data, i, l3) >> 4 == 4
+    if v4:
         hl = (u8(data, i, l3) & 0xF) * 4
+        natt = u8(data, i, l3 + 9) == 17
     else:
         hl = 40
+        natt = False
         if esp != l3 + 40:
             return drops.ESP_UNSUPPORTED
     shift = text - (l3 + hl)
     for b in range(l3 + hl - 1, start - 1, -1):      # Ethernet + IP header up over ESP and IV
         data[i, b + shift] = data[i, b]
     nl3 = l3 + shift
-    if hl != 40:
+    if v4:
         put16(data, i, nl3 + 2, hl + plain_len)
         put16(data, i, nl3 + 8, (u8(data, i, nl3 + 8) << 8) | nh)
         put16(data, i, nl3 + 10, 0)
         put16(data, i, nl3 + 10, ip4.checksum(data, i, nl3, hl))
+        if natt:
+            _natt_l4_checksum(data, i, nl3, hl, nh, plain_len)
     else:
         put16(data, i, nl3 + 4, plain_len)
         data[i, nl3 + 6] = np.uint8(nh)
