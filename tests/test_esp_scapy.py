@@ -170,12 +170,13 @@ def test_fallback_when_libcrypto_cannot_be_loaded(tmp_path, monkeypatch):
 def test_vlan_tags_and_ip_options(tmp_path):
     """A tagged frame and an IPv4 header with options, through tunnel and transport mode both ways."""
     from scapy.layers.l2 import Dot1Q
-    for mode in ("tunnel", "transport"):
-        d = tmp_path / mode
+    for mode, opts in (("tunnel", b"\x94\x04\x00\x00"), ("transport", b"\x94\x04\x00\x00"),
+                       ("transport", b"\x01" * 19 + b"\x00")):     # the last: a 40-byte IPv4 header
+        d = tmp_path / f"{mode}{len(opts)}"
         d.mkdir()
         dpu, sas = gateway(d, "aes-gcm-128", mode, 4)
         p = _packets(4, mode)[5]
-        p[IP].options = b"\x94\x04\x00\x00"            # router alert
+        p[IP].options = opts
         p = IP(bytes(p))
         frame = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=42) / p
         b = dpu.batch
@@ -186,7 +187,7 @@ def test_vlan_tags_and_ip_options(tmp_path):
         assert out[Dot1Q].vlan == 42
         assert bytes(scapy_sa(sas["out"]).decrypt(out[IP])) == bytes(p)
         back = _packets(4, mode, reply=True)[5]
-        back[IP].options = b"\x94\x04\x00\x00"
+        back[IP].options = opts
         back = IP(bytes(back))
         enc = _scapy_encrypt(scapy_sa(sas["in"]), back, 1, False)
         b.clear()
