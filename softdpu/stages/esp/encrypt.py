@@ -88,13 +88,10 @@ def write_job(jobs, nj, nonce, aad, sa, t, row, esp, text, text_len, q):
 
 
 @njit(alloc=False)
-def protect_row(data, meta, r, sa, t, seqs, mtu, jobs, nj, nonce, aad):
-    """Frame row r for SA t (module doc) and append job nj.  -> 0, or a drop code."""
+def protect(data, meta, r, sa, t, seqs, mtu, jobs, nj, nonce, aad, l3, family, hl, ip_end, proto, odd):
+    """Frame row r for SA t (module doc) and append job nj; the packet's selector fields
+    (selectors.ip_fields) are already read.  -> 0, or a drop code."""
     start = meta[r, M_START]
-    end = start + meta[r, M_LEN]
-    l3, family, hl, ip_end, proto, _sp, _dp, _a, _b, _c, _d, odd = ip_fields(data, r, start, end)
-    if l3 < 0:
-        return drops.ESP_UNSUPPORTED
     tunnel = sa[t, S_TUNNEL] != 0
     natt = 8 if sa[t, S_NATT] else 0
     if tunnel:
@@ -201,7 +198,7 @@ def esp_out(data, meta, tx, n_tx, n, clone_base, clones, sa, seqs, pol, n_pol, p
         r = tx[j, 0]
         p = tx[j, 1]
         start = meta[r, M_START]
-        l3, family, _hl, _e, proto, sport, dport, shi, slo, dhi, dlo, _o = ip_fields(
+        l3, family, hl, ip_end, proto, sport, dport, shi, slo, dhi, dlo, odd = ip_fields(
             data, r, start, start + meta[r, M_LEN])
         k = -1 if l3 < 0 else _policy(pol, n_pol, family, proto, sport, dport, shi, slo, dhi, dlo, p)
         if k < 0:
@@ -222,8 +219,9 @@ def esp_out(data, meta, tx, n_tx, n, clone_base, clones, sa, seqs, pol, n_pol, p
                 meta[c, M_ORIGIN] = origin
                 clones[0] += 1
                 row = c
-        if code == 0:
-            code = protect_row(data, meta, row, sa, t, seqs, port_mtu[p], jobs, nj, nonce, aad)
+        if code == 0:          # a clone row holds the same bytes at the same offsets
+            code = protect(data, meta, row, sa, t, seqs, port_mtu[p], jobs, nj, nonce, aad, l3, family, hl,
+                           ip_end, proto, odd)
         if code == 0:
             nj += 1
             if row == r:
