@@ -127,7 +127,7 @@ def _sa_of(pipeline, name, spi=None):
 def test_overlay_golden_uplink_is_the_vms_frames_in_esp():
     ref, spi = _sa_of("ipsec-overlay.toml", "to-b")
     vm_in = [bytes(p) for p in rdpcap(str(ROOT / "fixtures/pcaps/ipsec-overlay-p1.pcap"))]
-    out = [p for p in rdpcap(str(ROOT / "fixtures/golden/ipsec-overlay/uplink.pcap")) if ESP in p]
+    out = [p for p in rdpcap(str(ROOT / "fixtures/golden/ipsec-overlay/expected/uplink.pcap")) if ESP in p]
     assert len(out) == 3                                   # ARP, ICMP, TCP; the 1400-byte one: esp_mtu
     for n, p in enumerate(out):
         assert p[ESP].spi == spi and p[ESP].seq == n + 1
@@ -140,7 +140,7 @@ def test_gateway_golden_wan_decrypts_to_the_lan_packets():
     to_b, spi_b = _sa_of("ipsec-gateway.toml", "to-site-b")
     to_c, spi_c = _sa_of("ipsec-gateway.toml", "to-site-c")
     lan = rdpcap(str(ROOT / "fixtures/pcaps/ipsec-gateway-lan.pcap"))
-    wan = rdpcap(str(ROOT / "fixtures/golden/ipsec-gateway/wan.pcap"))
+    wan = rdpcap(str(ROOT / "fixtures/golden/ipsec-gateway/expected/wan.pcap"))
     assert len(wan) == len(lan)
     for sent, out in zip(lan, wan):
         dst = sent[IP].dst
