@@ -25,7 +25,7 @@ def _topology(tmp_path, name):
     """labs/NAME.toml with a random lab name and absolute pipeline paths -> (path, lab name)."""
     lab = f"t{secrets.token_hex(3)}"
     text = (ROOT / "labs" / f"{name}.toml").read_text()
-    text = re.sub(r'(?m)^name = "(l2|ovl)"$', f'name = "{lab}"', text)
+    text = re.sub(r'(?m)^name = "(l2|ovl|ovle)"$', f'name = "{lab}"', text)
     text = text.replace('"../pipelines/', f'"{ROOT}/pipelines/')
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
@@ -113,3 +113,43 @@ def test_bad_topologies(tmp_path):
         p.write_text(text)
         r = _lab("status", p)
         assert r.returncode == 2 and want in r.stderr, (text, r.stderr)
+
+
+def test_overlay_with_esp_on_the_wire(need, tmp_path):
+    """labs/overlay-esp.toml: TCP end to end, and on the underlay only ESP (IP protocol 50)
+    between the VTEPs -- no plaintext VXLAN, and none of the payload's bytes in clear."""
+    import socket
+    import threading
+
+    topo, lab = _topology(tmp_path, "overlay-esp")
+    run = tmp_path / "run"
+    frames, stop = [], threading.Event()
+    try:
+        assert _lab("up", topo, "--rundir", run).returncode == 0
+        cap = netns.run_in(f"{lab}-underlay", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                                                     socket.htons(0x0003)))
+        cap.bind(("p1", 0x0003))
+        cap.settimeout(0.2)
+
+        def record():
+            while not stop.is_set():
+                try:
+                    frames.append(cap.recv(65536))
+                except socket.timeout:
+                    pass
+        t = threading.Thread(target=record, daemon=True)
+        t.start()
+        got, back, sent = tcp_exchange(f"{lab}-h1", f"{lab}-h2", "10.0.0.2", 5700, 100_000, timeout=15)
+        assert got == sent and back == bytes(reversed(sent))
+        stop.set()
+        t.join(5)
+        cap.close()
+    finally:
+        stop.set()
+        _lab("down", topo, "--rundir", run)
+    assert _mine(lab) == []
+    ip = [f for f in frames if f[12:14] == b"\x08\x00"]
+    esp = [f for f in ip if f[23] == 50]
+    udp_vxlan = [f for f in ip if f[23] == 17 and f[14 + (f[14] & 15) * 4 + 2:][:2] == (4789).to_bytes(2, "big")]
+    assert len(esp) > 50 and not udp_vxlan, (len(esp), len(udp_vxlan))
+    assert not any(sent[1000:1032] in f or back[1000:1032] in f for f in frames)
