@@ -32,6 +32,7 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
+from softdpu.ports.copy_rows import copy_row
 from softdpu.batch import M_DROP, M_LEN, M_ORIGIN, M_START
 from softdpu.headers import ipv4 as ip4
 from softdpu.headers.bytes import be16, put16, put32, u8
@@ -174,15 +175,6 @@ def protect(data, meta, r, sa, t, seqs, mtu, jobs, nj, nonce, aad, l3, family, h
 
 
 @njit(alloc=False)
-def _copy_row(data, meta, src, dst):
-    for m in range(meta.shape[1]):
-        meta[dst, m] = meta[src, m]
-    s = meta[src, M_START]
-    for b in range(s, s + meta[src, M_LEN]):
-        data[dst, b] = data[src, b]
-
-
-@njit(alloc=False)
 def esp_out(data, meta, tx, n_tx, n, clone_base, clones, sa, seqs, pol, n_pol, port_mtu, refs,
             jobs, nonce, aad, counters, state):
     """Frame the tx entries that out policies select (module doc).  clones[0]: clone rows used
@@ -215,7 +207,7 @@ def esp_out(data, meta, tx, n_tx, n, clone_base, clones, sa, seqs, pol, n_pol, p
             if c >= data.shape[0]:
                 code = drops.ESP_NO_ROOM
             else:
-                _copy_row(data, meta, r, c)
+                copy_row(data, meta, r, c)
                 meta[c, M_ORIGIN] = origin
                 clones[0] += 1
                 row = c

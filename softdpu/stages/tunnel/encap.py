@@ -32,6 +32,7 @@ import numpy as np
 
 from softdpu import drops
 from softdpu._jit import njit
+from softdpu.ports.copy_rows import copy_row
 from softdpu.batch import M_DROP, M_HASH, M_IN_PORT, M_LEN, M_ORIGIN, M_START, M_TS
 from softdpu.headers import ethernet as eth
 from softdpu.headers import ipv4 as ip4
@@ -188,15 +189,6 @@ def _origin(meta, row, n):
 
 
 @njit(alloc=False)
-def _copy_row(data, meta, src, dst):
-    for m in range(meta.shape[1]):
-        meta[dst, m] = meta[src, m]
-    s = meta[src, M_START]
-    for b in range(s, s + meta[src, M_LEN]):
-        data[dst, b] = data[src, b]
-
-
-@njit(alloc=False)
 def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neigh, nstate, resolve,
              resolve_any, gopts, n_gopts, refs, counters):
     """Encapsulate the tx entries to tunnel ports.  clones[0]: clone rows used so far (updated).
@@ -227,7 +219,7 @@ def encap_tx(data, meta, tx, n_tx, n, clone_base, clones, port_tunnel, tun, neig
             if c >= data.shape[0]:
                 code = drops.TUNNEL_NO_ROOM
             else:
-                _copy_row(data, meta, r, c)
+                copy_row(data, meta, r, c)
                 meta[c, M_ORIGIN] = origin
                 clones[0] += 1
                 row = c
