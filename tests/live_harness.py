@@ -250,3 +250,18 @@ def tcp_refused_or_silent(client_ns, server_ip, port, timeout=1.5):
         return True
     finally:
         cli.close()
+
+
+def wait_path(client_ns, server_ns, server_ip, timeout=60.0):
+    """Until a UDP datagram client -> server gets through (ARP resolved, softdpu's kernels that
+    compile on first use -- e.g. the ESP ones, which numba cannot cache -- compiled); bounded."""
+    deadline = time.monotonic() + timeout
+    port = 9900
+    while time.monotonic() < deadline:
+        try:
+            if udp_send(client_ns, server_ns, server_ip, port, 1, wait=1.0) == 1:
+                return
+        except OSError:          # EHOSTUNREACH while the neighbour is FAILED: try again
+            time.sleep(0.2)
+        port += 1
+    raise TimeoutError(f"no datagram from {client_ns} reached {server_ip} in {timeout} s")

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from live_harness import ROOT, require_netns, tcp_exchange
+from live_harness import ROOT, require_netns, tcp_exchange, wait_path
 
 from softdpu.live import netns
 
@@ -53,6 +53,7 @@ def test_overlay_carries_tcp_and_down_after_a_kill_leaves_nothing(need, tmp_path
         r = _lab("up", topo, "--rundir", run)
         assert r.returncode == 0, r.stderr
         assert sorted(_mine(lab)) == sorted(f"{lab}-{n}" for n in ("dpu1", "dpu2", "h1", "h2", "underlay"))
+        wait_path(f"{lab}-h1", f"{lab}-h2", "10.0.0.2")
         got, back, sent = tcp_exchange(f"{lab}-h1", f"{lab}-h2", "10.0.0.2", 5500, 200_000, timeout=15)
         assert got == sent and back == bytes(reversed(sent))
         r = _lab("status", topo, "--rundir", run)
@@ -80,6 +81,7 @@ def test_l2_switch_lab_and_half_built_labs(need, tmp_path):
     run = tmp_path / "run"
     try:
         assert _lab("up", topo, "--rundir", run).returncode == 0
+        wait_path(f"{lab}-h1", f"{lab}-h2", "10.0.0.2")
         got, _, sent = tcp_exchange(f"{lab}-h1", f"{lab}-h2", "10.0.0.2", 5600, 50_000)
         assert got == sent
         r = _lab("up", topo, "--rundir", run)                    # already up: refused, nothing touched
@@ -139,6 +141,7 @@ def test_overlay_with_esp_on_the_wire(need, tmp_path):
                     pass
         t = threading.Thread(target=record, daemon=True)
         t.start()
+        wait_path(f"{lab}-h1", f"{lab}-h2", "10.0.0.2")
         got, back, sent = tcp_exchange(f"{lab}-h1", f"{lab}-h2", "10.0.0.2", 5700, 100_000, timeout=15)
         assert got == sent and back == bytes(reversed(sent))
         stop.set()
