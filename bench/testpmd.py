@@ -1,0 +1,95 @@
+"""DPDK testpmd forwarding with no processing: the I/O floor softdpu is compared against.
+
+    python bench/testpmd.py --pcap IN.pcap [--seconds 5] [--mode file|memory|null]
+
+dpdk-testpmd (Debian package dpdk-dev) with EAL `--no-huge --no-pci --legacy-mem
+-m 1024 --file-prefix=bench-testpmd-PID`, lcores 0 (main) and 1 (the forwarding
+core), io forwarding (no processing: each burst received is sent as is), one
+net_pcap vdev:
+
+  file    rx_pcap=IN, tx_pcap=OUT (a temp file): libpcap reads the capture and
+          writes one, as the issue measured (the capture is read once; IN should
+          hold a few million packets)
+  memory  rx_pcap=IN, infinite_rx=1, tx_pcap=/dev/null: IN replayed from memory,
+          written through libpcap's dump routine to /dev/null
+  null    rx_pcap=IN, infinite_rx=1 into a second vdev net_null (no-rx=1): the
+          forwarding loop alone
+
+Mpps: testpmd's own per-period throughput lines (--stats-period 1, "Rx-pps") while
+it ran, the median of the readings after the first (and, for `file`, before
+the capture ran out: readings of 0 are left out).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+TESTPMD = "dpdk-testpmd"
+
+
+def available():
+    return None if shutil.which(TESTPMD) else "dpdk-testpmd missing (apt-get install dpdk-dev)"
+
+
+def run_testpmd(pcap, seconds=5.0, mode="memory"):
+    """{mode, mpps, readings}"""
+    why = available()
+    if why:
+        raise RuntimeError(why)
+    prefix = f"bench-testpmd-{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix="bench-testpmd-") as d:
+        pcap = Path(pcap).resolve()
+        if mode == "file":
+            vdevs = [f"net_pcap0,rx_pcap={pcap},tx_pcap={Path(d) / 'out.pcap'}"]
+        elif mode == "memory":
+            vdevs = [f"net_pcap0,rx_pcap={pcap},infinite_rx=1,tx_pcap=/dev/null"]
+        elif mode == "null":
+            vdevs = [f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"]
+        else:
+            raise ValueError(f"mode: file, memory or null, not {mode!r}")
+        argv = [TESTPMD, "--no-huge", "--no-pci", "--legacy-mem", "-m", "1024", f"--file-prefix={prefix}",
+                "-l", "0,1"]
+        for v in vdevs:
+            argv += ["--vdev", v]
+        argv += ["--", "--stats-period", "1", "--total-num-mbufs=200000", "--forward-mode=io"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=seconds + 1.5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGINT)         # testpmd prints its totals and exits on SIGINT
+            try:
+                out, _ = proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, _ = proc.communicate(timeout=20)
+        finally:
+            shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    # one "Rx-pps" per port per period; port 0 is the one that receives
+    readings = [int(x) for x in re.findall(r"Rx-pps:\s+(\d+)", out)]
+    if mode == "null":
+        readings = readings[0::2]
+    readings = [r for r in readings[1:] if r > 0]
+    if not readings:
+        raise RuntimeError(f"testpmd gave no throughput readings:\n{out[-2000:]}")
+    return {"mode": mode, "mpps": round(statistics.median(readings) / 1e6, 3),
+            "readings_mpps": [round(r / 1e6, 2) for r in readings]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pcap", required=True)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--mode", choices=("file", "memory", "null"), default="memory")
+    args = ap.parse_args(argv)
+    print(json.dumps(run_testpmd(args.pcap, args.seconds, args.mode), indent=2))
+
+
+if __name__ == "__main__":
+    main()
