@@ -15,11 +15,11 @@ def cpu_mhz(cpuinfo="/proc/cpuinfo", cpufreq="/sys/devices/system/cpu/cpu0/cpufr
     try:
         for line in Path(cpuinfo).read_text().splitlines():
             if line.lower().startswith("cpu mhz"):
-                return float(line.split(":", 1)[1]), cpuinfo
+                return float(line.split(":", 1)[1]), str(cpuinfo)
     except (OSError, ValueError):
         pass
     try:
-        return int(Path(cpufreq).read_text().strip()) / 1000.0, cpufreq
+        return int(Path(cpufreq).read_text().strip()) / 1000.0, str(cpufreq)
     except (OSError, ValueError):
         return None, None
 
