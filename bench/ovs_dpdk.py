@@ -27,7 +27,9 @@ Cases (the same flows softdpu runs in bench/compare.py):
 Measurement: after `warm` seconds, port `in`'s RX counter (dpctl/show -s) is read,
 then again `seconds` later: packets / wall seconds between the two reads = Mpps; the
 `out` port's TX counter over the same interval says the packets really left
-(out_per_packet).  OVS's own "avg processing cycles per packet" comes from
+(out_per_packet).  mpps_cpu divides by the time the PMD thread was really on a CPU
+over the interval (/proc/PID/task/TID/schedstat), not the wall time: on a shared
+machine, the figure to compare with `softdpu bench --clock cpu`.  OVS's own "avg processing cycles per packet" comes from
 `dpif-netdev/pmd-stats-show` (cleared at the start of the interval).  net_null is
 given `no-rx=1`: by default it also *receives* endless null frames, which the PMD
 would then spend its time on.
@@ -132,6 +134,18 @@ class OvsDpdk(OvsDummy):
         cyc = re.findall(r"avg processing cycles per packet:\s*([\d.]+)", text)
         return rx, (float(cyc[0]) if cyc else None), text
 
+    def pmd_cpu_ns(self):
+        """Nanoseconds the PMD thread has been on a CPU (/proc/PID/task/TID/schedstat, first field)."""
+        pid = self._procs["ovs-vswitchd"][0].pid
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                if (task / "comm").read_text().startswith("pmd"):
+                    total += int((task / "schedstat").read_text().split()[0])
+            except OSError:
+                pass
+        return total
+
     def counters(self):
         """{port: (rx packets, tx packets)} from dpctl/show -s."""
         text = self.appctl("dpctl/show", "-s")
@@ -163,15 +177,19 @@ def run_case(case, pcap, seconds=5.0, warm=3.0, tmp=None):
             time.sleep(warm)
             ovs.appctl("dpif-netdev/pmd-stats-clear")
             c0 = ovs.counters()
+            cpu0 = ovs.pmd_cpu_ns()
             t0 = time.perf_counter()
             time.sleep(seconds)
             c1 = ovs.counters()
+            cpu1 = ovs.pmd_cpu_ns()
             dt = time.perf_counter() - t0
             pmd_rx, cycles, text = ovs.pmd_stats()
         rx = c1["in"][0] - c0["in"][0]
         tx = c1["out"][1] - c0["out"][1]
         mpps = rx / dt / 1e6
+        cpu = (cpu1 - cpu0) / 1e9
         return {"case": case, "mpps": round(mpps, 3), "ns_per_packet": round(1e3 / mpps, 1) if mpps else None,
+                "pmd_cpu_seconds": round(cpu, 3), "mpps_cpu": round(rx / cpu / 1e6, 3) if cpu > 0 else None,
                 "ovs_cycles_per_packet": cycles, "packets": rx, "pmd_packets": pmd_rx, "seconds": round(dt, 2),
                 "out_per_packet": round(tx / rx, 3) if rx else None}
     finally:

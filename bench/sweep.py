@@ -3,6 +3,7 @@ connections (PNG plots in bench/plots/), and peak memory for 1M connections / 10
 
     python bench/sweep.py [--only sizes rules conns memory] [--repeat 3] [--cpu 1] [--json FILE]
     python bench/sweep.py --plot-only FILE            # redraw the plots from a saved JSON
+    python bench/sweep.py --markdown FILE             # the RESULTS.md tables of a saved JSON
 
   sizes    `softdpu bench` (softdpu/bench/report.run_bench) on every example pipeline at
            --size 64, 512, 1400 and imix, 1024 flows, median of --repeat runs of 200k packets
@@ -15,6 +16,10 @@ connections (PNG plots in bench/plots/), and peak memory for 1M connections / 10
            in pipelines/firewall (conntrack size 1M) and (b) compiles 100k rules and runs
            traffic through them; each next to a baseline process that does the same with
            1k connections / 100 rules, so the difference is the table's cost
+
+Times are the thread's CPU time by default (--clock cpu; `softdpu bench --clock cpu`, and
+the older benches' perf_counter swapped for time.thread_time), so that what other
+processes do on the shared cores is left out; --clock wall for the wall clock.
 
 Plots: bench/plots/mpps_vs_size.png, mpps_vs_rules.png, mpps_vs_connections.png.
 """
@@ -36,14 +41,30 @@ RULES = (100, 1_000, 10_000, 100_000)
 CONNS = (1_000, 10_000, 100_000, 1_000_000)
 
 
-def sweep_sizes(repeat=3, log=print):
+class _CpuTime:
+    """A stand-in for the `time` module of the older benches: perf_counter is the thread's CPU time."""
+    perf_counter = staticmethod(time.thread_time)
+    time = staticmethod(time.time)
+    strftime = staticmethod(time.strftime)
+
+
+def cpu_clock_for_old_benches():
+    """Make classifier_bench / firewall_bench / l2_switch_bench time with CPU time (see --clock)."""
+    import classifier_bench
+    import firewall_bench
+    import l2_switch_bench
+    for m in (classifier_bench, firewall_bench, l2_switch_bench):
+        m.time = _CpuTime
+
+
+def sweep_sizes(repeat=3, log=print, clock="cpu"):
     from softdpu.bench.report import run_bench
 
     out = {}
     for p in sorted((ROOT / "pipelines").glob("*.toml")):
         out[p.stem] = {}
         for size in SIZES:
-            r = run_bench(p, size=size, flows=1024, repeat=repeat, packets=200_000)
+            r = run_bench(p, size=size, flows=1024, repeat=repeat, packets=200_000, clock=clock)
             t = r["total"]
             out[p.stem][size] = {"mean_frame": r["traffic"]["mean_frame"], "mpps": t["mpps"],
                                  "ns_per_packet": t["ns_per_packet"], "min": t["min"], "max": t["max"],
@@ -54,7 +75,7 @@ def sweep_sizes(repeat=3, log=print):
     return out
 
 
-def sweep_rules(repeat=3, log=print):
+def sweep_rules(repeat=3, log=print, clock="cpu"):
     from classifier_bench import acl_rules, bench_end_to_end
     from softdpu.stages.flows.compile import compile_rules
 
@@ -69,7 +90,7 @@ def sweep_rules(repeat=3, log=print):
     return out
 
 
-def sweep_conns(repeat=3, log=print):
+def sweep_conns(repeat=3, log=print, clock="cpu"):
     from firewall_bench import bench_firewall
 
     out = {}
@@ -179,6 +200,46 @@ def plot(res, where=PLOTS):
     return made
 
 
+def markdown(res):
+    """The RESULTS.md tables of a sweep's results, as lines."""
+    from softdpu.bench.tax import tax
+
+    out = [f"{res['date']}, {res['machine']}, `{res['command']}`, {res.get('clock', 'wall')} clock, "
+           f"load average {res['load_average_start']} -> {res['load_average_end']}", ""]
+    if "sizes" in res:
+        out += ["| pipeline | size | mean frame B | Mpps median | ns/packet [min .. max] | Gbps L1 | dropped | "
+                "cores for 25 Gbps (L1) |", "|---|---|---|---|---|---|---|---|"]
+        for name, by in res["sizes"].items():
+            for size, v in by.items():
+                cores = tax(("bps", 25e9), v["mean_frame"], v["ns_per_packet"])["cores"]
+                out.append(f"| {name} | {size} | {v['mean_frame']:.0f} | {v['mpps']:.2f} | {v['ns_per_packet']:.1f} "
+                           f"[{v['min']:.1f} .. {v['max']:.1f}] | {v['gbps_l1']:.2f} | {v['dropped_share']:.0%} | "
+                           f"{cores:.2f} |")
+        out.append("")
+    if "rules" in res:
+        out += ["| rules (masks) | Mpps | ns/packet | flow-cache hits |", "|---|---|---|---|"]
+        out += [f"| {v['rules']:,} ({v['masks']}) | {v['mpps']:.2f} | {v['ns_per_packet']:.1f} | "
+                f"{v['cache_hit_rate']:.0%} |" for v in res["rules"].values()]
+        out.append("")
+    if "conns" in res:
+        out += ["| connections | Mpps | ns/packet | table MB | prefetch |", "|---|---|---|---|---|"]
+        out += [f"| {v['conns']:,} | {v['mpps']:.2f} | {v['ns_per_packet']:.1f} | {v['table_mb']} | "
+                f"{'on' if v['prefetch'] else 'off'} |" for v in res["conns"].values()]
+        out.append("")
+    if "memory" in res:
+        out += ["| what | peak RSS MB | baseline | baseline peak RSS MB | difference MB |", "|---|---|---|---|---|"]
+        m = res["memory"]
+        if "conns" in m:
+            c = m["conns"]
+            out.append(f"| {c['n']:,} connections (firewall, conntrack size 1M) | {c['peak_rss_mb']} | "
+                       f"{c['baseline_n']:,} connections | {c['baseline_peak_rss_mb']} | {c['difference_mb']} |")
+        if "rules" in m:
+            r = m["rules"]
+            out.append(f"| {r['n']:,} flow rules (50 masks), 65,536 flows through them | {r['peak_rss_mb']} | "
+                       f"{r['baseline_n']:,} rules | {r['baseline_peak_rss_mb']} | {r['difference_mb']} |")
+    return out
+
+
 def main(argv=None):
     from run import machine
 
@@ -187,12 +248,19 @@ def main(argv=None):
                     default=["sizes", "rules", "conns", "memory"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cpu", type=int, default=1, help="pin to this core (-1: no pinning)")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="time with the thread's CPU time (default: leaves out time the core ran other "
+                         "processes) or the wall clock")
     ap.add_argument("--json", default=None, help="also save the results here")
     ap.add_argument("--plot-only", default=None, metavar="FILE", help="redraw the plots from a saved JSON")
+    ap.add_argument("--markdown", default=None, metavar="FILE", help="print the RESULTS.md tables of a saved JSON")
     args = ap.parse_args(argv)
     if args.plot_only:
         for p in plot(json.loads(Path(args.plot_only).read_text())):
             print(p)
+        return
+    if args.markdown:
+        print("\n".join(markdown(json.loads(Path(args.markdown).read_text()))))
         return
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
@@ -200,15 +268,18 @@ def main(argv=None):
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
            "command": "python bench/sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+    res["clock"] = args.clock
+    if args.clock == "cpu":
+        cpu_clock_for_old_benches()
     fns = {"sizes": sweep_sizes, "rules": sweep_rules, "conns": sweep_conns}
     for k in args.only:
-        res[k] = memory(log) if k == "memory" else fns[k](args.repeat, log)
+        res[k] = memory(log) if k == "memory" else fns[k](args.repeat, log, args.clock)
     res["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     for p in plot(res):
         log(f"plot: {p}")
-    print(json.dumps(res, indent=2))
+    print("\n".join(markdown(res)))
 
 
 if __name__ == "__main__":

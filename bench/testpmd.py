@@ -17,7 +17,9 @@ net_pcap vdev:
 
 Mpps: testpmd's own per-period throughput lines (--stats-period 1, "Rx-pps") while
 it ran, the median of the readings after the first (and, for `file`, before
-the capture ran out: readings of 0 are left out).
+the capture ran out: readings of 0 are left out).  mpps_cpu (null, memory): all
+packets forwarded / the time the forwarding thread was on a CPU (schedstat), the
+figure for a shared machine.
 """
 import argparse
 import json
@@ -60,9 +62,11 @@ def run_testpmd(pcap, seconds=5.0, mode="memory"):
         argv += ["--", "--stats-period", "1", "--total-num-mbufs=200000", "--forward-mode=io"]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        cpu_ns = None
         try:
             out, _ = proc.communicate(timeout=seconds + 1.5)
         except subprocess.TimeoutExpired:
+            cpu_ns = _worker_cpu_ns(proc.pid)
             os.killpg(proc.pid, signal.SIGINT)         # testpmd prints its totals and exits on SIGINT
             try:
                 out, _ = proc.communicate(timeout=20)
@@ -78,8 +82,25 @@ def run_testpmd(pcap, seconds=5.0, mode="memory"):
     readings = [r for r in readings[1:] if r > 0]
     if not readings:
         raise RuntimeError(f"testpmd gave no throughput readings:\n{out[-2000:]}")
-    return {"mode": mode, "mpps": round(statistics.median(readings) / 1e6, 3),
-            "readings_mpps": [round(r / 1e6, 2) for r in readings]}
+    res = {"mode": mode, "mpps": round(statistics.median(readings) / 1e6, 3),
+           "readings_mpps": [round(r / 1e6, 2) for r in readings]}
+    total = re.findall(r"Accumulated forward statistics.*?RX-packets:\s*(\d+)", out, re.S)
+    if cpu_ns and total and mode != "file":      # `file` polls on, idle, after the capture ends
+        res["worker_cpu_seconds"] = round(cpu_ns / 1e9, 3)
+        res["mpps_cpu"] = round(int(total[-1]) / cpu_ns * 1e3, 3)
+    return res
+
+
+def _worker_cpu_ns(pid):
+    """Nanoseconds testpmd's forwarding lcore thread has been on a CPU (schedstat), or None."""
+    total = None
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            if "worker" in (task / "comm").read_text():
+                total = (total or 0) + int((task / "schedstat").read_text().split()[0])
+    except OSError:
+        return total
+    return total
 
 
 def main(argv=None):

@@ -104,6 +104,9 @@ def build_parser():
     bench.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported (default 5)")
     bench.add_argument("--packets", type=int, default=200_000, help="packets per timed run (default 200000)")
     bench.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
+    bench.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                       help="time with the wall clock, or this thread's CPU time (leaves out time the core "
+                            "ran other processes; for a shared machine)")
     bench.add_argument("--tax", action="append", default=[], metavar="LOAD",
                        help="host cores this load would take: 25G, 100Gbps (line rate, +20 B/frame), "
                             "10Mpps; repeatable")

@@ -295,3 +295,16 @@ def test_bench_as_a_process():
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["command"].startswith("softdpu bench ")
+
+
+def test_build_refuses_to_rewrite_a_long_capture(monkeypatch):
+    from softdpu.bench import traffic
+    monkeypatch.setattr(traffic, "MAX_TRACE_REWRITE", 10)
+    dpu = Dpu.load(ROOT / "pipelines" / "l2-passthrough.toml")        # a 17-packet trace
+    with pytest.raises(SoftdpuError, match="too many to resize or replicate"):
+        build(dpu, size="64", flows=1)
+    t = build(dpu, flows=1, min_pool=100)                              # as captured: fine
+    assert t.n == 17 * 6 and t.size == "as captured"
+    assert (t.in_port == 1).all()
+    frames = [bytes(f[:n]) for f, n in zip(t.frames[:17], t.lengths[:17])]
+    assert frames == [f for _, f in traffic.read_trace(dpu)[0]]

@@ -9,6 +9,15 @@ batch is refilled by the Feeder (untimed, as reading is the ports' job), then
                one, timing each (perf_counter around each call: ~40 ns per
                call, 0.15 ns per packet at batches of 256).
 
+The clock is the wall clock (perf_counter), or with clock="cpu" the thread's
+CPU time (CLOCK_THREAD_CPUTIME_ID, a system call of ~0.3 us: ~1-2 ns more per
+packet and stage at batches of 256), which leaves out the time the core ran
+other processes: the better figure on a shared machine.
+
+The stage loop also times the Feeder's refill of each batch (`refill`: the
+copy of the frames and metadata rows into the batch, what a port's rx does
+at the least); it is not part of the end-to-end figure.
+
 The stage names are whatever Dpu.steps holds (parse, decap, ct-prefetch,
 flows, encap, stats, and esp-in / esp-out where a pipeline has them).
 Figures are ns per packet received; the median of `repeat` runs, with the
@@ -43,26 +52,32 @@ def warm_pass(dpu, feed):
             "drops": {reasons.NAMES[c]: int(v) for c, v in enumerate(d) if c and v}}
 
 
-def _run_process(dpu, feed, passes):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def _run_process(dpu, feed, passes, clock):
     batch, t_all, pk = dpu.batch, 0.0, 0
     for _ in range(passes):
         for lo in feed.batches():
             pk += feed.fill(batch, lo)
-            t = time.perf_counter()
+            t = clock()
             dpu.process(batch)
-            t_all += time.perf_counter() - t
+            t_all += clock() - t
     return t_all, pk
 
 
-def _run_steps(dpu, feed, passes):
+def _run_steps(dpu, feed, passes, clock):
+    """Per step times, and last the refill's (the Feeder's copy into the batch)."""
     steps = dpu.steps
-    acc = np.zeros(len(steps))
+    acc = np.zeros(len(steps) + 1)
     batch, pk = dpu.batch, 0
-    clock = time.perf_counter
     for _ in range(passes):
         for lo in feed.batches():
-            pk += feed.fill(batch, lo)
             t0 = clock()
+            pk += feed.fill(batch, lo)
+            t1 = clock()
+            acc[-1] += t1 - t0
+            t0 = t1
             for j, (_, step) in enumerate(steps):
                 step(batch)
                 t1 = clock()
@@ -76,24 +91,28 @@ def _summary(values):
             "max": round(max(values), 2)}
 
 
-def measure(dpu, feed, repeat=5, packets=200_000):
+def measure(dpu, feed, repeat=5, packets=200_000, clock="wall"):
     """{passes, packets_per_run, runs, total{ns_per_packet, min, max, runs_ns}, stages{name: {...}},
-    stages_sum{...}}: ns per packet received."""
+    stages_sum{...}}: ns per packet received.  clock: "wall" (perf_counter) or "cpu" (this
+    thread's CPU time: time the core spent on other processes is left out)."""
+    clock = CLOCKS[clock]
     pool = len(feed.frames)
     passes = max(1, -(-packets // pool))
     total, split = [], []
     names = [name for name, _ in dpu.steps]
     for _ in range(repeat):
-        t, pk = _run_process(dpu, feed, passes)
+        t, pk = _run_process(dpu, feed, passes, clock)
         total.append(t / pk * 1e9)
-        acc, pk = _run_steps(dpu, feed, passes)
+        acc, pk = _run_steps(dpu, feed, passes, clock)
         split.append(acc / pk * 1e9)
     split = np.array(split)
+    refill = _summary(list(split[:, -1]))
+    split = split[:, :-1]
     stages = {}
     for name in dict.fromkeys(names):            # a name twice (e.g. trace): summed
         cols = [j for j, n in enumerate(names) if n == name]
         stages[name] = _summary(list(split[:, cols].sum(axis=1)))
-    out = {"passes": passes, "packets_per_run": passes * pool, "runs": repeat,
+    out = {"passes": passes, "packets_per_run": passes * pool, "runs": repeat, "refill": refill,
            "total": _summary(total), "stages": stages, "stages_sum": _summary(list(split.sum(axis=1)))}
     out["total"]["runs_ns"] = [round(x, 2) for x in total]
     return out

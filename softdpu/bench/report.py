@@ -1,7 +1,7 @@
 """`softdpu bench PIPELINE`: generate the traffic, time the pipeline, print the figures.
 
   softdpu bench PIPELINE [--size 64|512|1400|imix] [--flows N] [--pcap [PORT=]FILE]
-                         [--repeat N] [--packets N] [--tax LOAD ...] [--json]
+                         [--repeat N] [--packets N] [--clock wall|cpu] [--tax LOAD ...] [--json]
 
 Per line: ns per packet received, Mpps, Gbps counting the frames' bytes
 (L2, as captured: no preamble, no FCS) and Gbps with 20 B more per frame
@@ -32,7 +32,8 @@ def rates(ns, mean_frame, mhz):
     return out
 
 
-def run_bench(pipeline, size=None, flows=1024, pcap=None, repeat=5, packets=200_000, loads=(), batch=None):
+def run_bench(pipeline, size=None, flows=1024, pcap=None, repeat=5, packets=200_000, loads=(), batch=None,
+              clock="wall"):
     """The whole result as a dict (what --json prints)."""
     from softdpu import config
     from softdpu.pipeline import Dpu
@@ -57,7 +58,7 @@ def run_bench(pipeline, size=None, flows=1024, pcap=None, repeat=5, packets=200_
     traffic = build(dpu, size=size, flows=flows, pcap=pcap)
     feed = Feeder(traffic.frames, traffic.in_port, dpu.batch.size, traffic.lengths)
     what = warm_pass(dpu, feed)
-    m = measure(dpu, feed, repeat=repeat, packets=packets)
+    m = measure(dpu, feed, repeat=repeat, packets=packets, clock=clock)
     mach = describe()
     mean = traffic.mean_frame
     mhz = mach["mhz"]
@@ -69,11 +70,11 @@ def run_bench(pipeline, size=None, flows=1024, pcap=None, repeat=5, packets=200_
            "traffic": {"source": traffic.source, "trace_packets": traffic.trace_packets, "flows": traffic.flows,
                        "pool_packets": traffic.n, "size": traffic.size, "mean_frame": round(mean, 2),
                        "too_big": traffic.too_big},
-           "per_pass": what, "batch": dpu.batch.size, "runs": m["runs"], "passes": m["passes"],
+           "per_pass": what, "batch": dpu.batch.size, "clock": clock, "runs": m["runs"], "passes": m["passes"],
            "packets_per_run": m["packets_per_run"],
            "total": dict(figs(m["total"]), runs_ns=m["total"]["runs_ns"]),
            "stages": {k: figs(v) for k, v in m["stages"].items()},
-           "stages_sum": figs(m["stages_sum"])}
+           "stages_sum": figs(m["stages_sum"]), "refill": figs(m["refill"])}
     res["tax"] = [taxes.tax(load, mean, m["total"]["ns_per_packet"], m["total"]["min"], m["total"]["max"])
                   for load in parsed]
     return res
@@ -93,8 +94,8 @@ def format_text(res, command=None):
     mhz = f", {mach['mhz']:.0f} MHz" if mach["mhz"] else ", frequency unknown (no cycles/packet)"
     lines.append(f"machine: {mach['cpu']}, {mach['cores']} cores{mhz}, load average {mach['load_average']}; "
                  f"batches of {res['batch']}, one core")
-    lines.append(f"median of {res['runs']} runs x {res['packets_per_run']:,} packets [fastest .. slowest run]; "
-                 "Gbps L2 = frame bytes, L1 = +20 B/frame")
+    lines.append(f"median of {res['runs']} runs x {res['packets_per_run']:,} packets [fastest .. slowest run], "
+                 f"{'CPU time' if res['clock'] == 'cpu' else 'wall clock'}; Gbps L2 = frame bytes, L1 = +20 B/frame")
     head = f"  {'':24s} {'ns/packet':>10s} {'[min .. max]':>18s} {'Mpps':>8s} {'Gbps L2':>8s} {'Gbps L1':>8s}"
     lines.append(head + (f" {'cycles/pkt':>10s}" if mach["mhz"] else ""))
 
@@ -107,6 +108,7 @@ def format_text(res, command=None):
     for name, f in res["stages"].items():
         lines.append(row("  " + name, f))
     lines.append(row("  sum of the stages", res["stages_sum"]))
+    lines.append(row("in-memory refill (rx)", res["refill"]) + "  (not in end to end)")
     for x in res["tax"]:
         rng = (f" ({x['cores_min']:.2f} .. {x['cores_max']:.2f} from the fastest and slowest run)"
                if "cores_min" in x else "")
@@ -120,7 +122,7 @@ def format_text(res, command=None):
 def main(args, out=sys.stdout):
     """The `softdpu bench` command (args from cli.py's parser)."""
     res = run_bench(args.pipeline, size=args.size, flows=args.flows, pcap=args.pcap, repeat=args.repeat,
-                    packets=args.packets, loads=args.tax, batch=args.batch)
+                    packets=args.packets, loads=args.tax, batch=args.batch, clock=args.clock)
     res["command"] = "softdpu bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
     if args.json:
         json.dump(res, out, indent=2)

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softdpu.batch import Batch
+from softdpu.batch import M_IN_PORT, Batch
 from softdpu.bench.tax import IMIX_PATTERN
 from softdpu.errors import SoftdpuError
 
 MAX_FLOWS = 64_512
 MIN_POOL = 65_536
 MAX_POOL_BYTES = 1 << 30
+MAX_TRACE_REWRITE = 50_000           # trace packets --size / --flows may rebuild with scapy
 _STRIDE = 7919                       # coprime with 64512: k -> port is one to one
 TUNNEL_PORTS = (4789, 6081)          # VXLAN, Geneve: the outer UDP is left alone
 
@@ -77,7 +78,6 @@ def read_trace(dpu, pcap=None):
     try:
         batches = _single(readers[0], scratch) if len(readers) == 1 else _merged(readers, scratch)
         for batch in batches:
-            from softdpu.batch import M_IN_PORT
             for i in range(batch.n):
                 out.append((int(batch.meta[i, M_IN_PORT]), batch.packet(i)))
     finally:
@@ -225,6 +225,10 @@ def build(dpu, size=None, flows=1, pcap=None, min_pool=MIN_POOL):
         raise SoftdpuError(f"--flows: expected 1..{MAX_FLOWS}, got {flows}")
     trace, source = read_trace(dpu, pcap)
     t = len(trace)
+    if (size is not None or flows > 1) and t > MAX_TRACE_REWRITE:
+        raise SoftdpuError(f"{source}: {t:,} packets are too many to resize or replicate (each is rebuilt with "
+                           f"scapy once; at most {MAX_TRACE_REWRITE:,}): use the capture as it is (no --size, "
+                           "--flows 1) or a shorter one")
     reps = max(1, -(-min_pool // (t * flows)))
     n = t * flows * reps
     if size is None:
@@ -244,24 +248,30 @@ def build(dpu, size=None, flows=1, pcap=None, min_pool=MIN_POOL):
             variants[j, s] = v
     width = max(limit, max(len(v) for v in variants.values()))
     if n * width > MAX_POOL_BYTES:
-        raise SoftdpuError(f"--flows: {flows} flows x {t} packets of up to {width} bytes is more than "
-                           f"{MAX_POOL_BYTES >> 20} MB in memory; use fewer flows")
+        raise SoftdpuError(f"the traffic ({flows} flows x {t} packets of up to {width} bytes, {n:,} packets) is more "
+                           f"than {MAX_POOL_BYTES >> 20} MB in memory; use fewer flows or a shorter capture")
     frames = np.zeros((n, width), np.uint8)
     lengths = np.zeros(n, np.int64)
     in_port = np.zeros(n, np.int64)
-    idx = np.arange(n)
-    pos = idx % t                              # packet of the trace
-    copy = (idx // t) % flows                  # flow copy
-    if size == "imix":
-        pattern = np.array(IMIX_PATTERN)[idx % len(IMIX_PATTERN)]
+    copies = n // t                             # the trace, n // t times over
+    if size is None and flows == 1:             # as captured: one copy, then repeated by indexing
+        base = np.zeros((t, width), np.uint8)
+        for j, (_, frame) in enumerate(trace):
+            base[j, : len(frame)] = np.frombuffer(frame, np.uint8)
+        lens = np.array([len(f) for _, f in trace], np.int64)
+        ports = np.array([p for p, _ in trace], np.int64)
+        pos = np.arange(n) % t
+        return Traffic(base[pos], lens[pos], ports[pos], t, flows, "as captured", 0, source)
+    pattern = np.array(IMIX_PATTERN) if size == "imix" else None
     for j, (port, _) in enumerate(trace):
-        mine = pos == j
-        in_port[mine] = port
+        rows = j + t * np.arange(copies)       # every occurrence of trace packet j
+        in_port[rows] = port
         for s in sizes:
-            rows = np.flatnonzero(mine & (pattern == s)) if size == "imix" else np.flatnonzero(mine)
-            if not len(rows):
+            mine = rows[pattern[rows % len(pattern)] == s] if pattern is not None else rows
+            if not len(mine):
                 continue
             v = variants[j, s]
-            frames[rows, : len(v)] = replicate(v, copy[rows]) if flows > 1 else np.frombuffer(v, np.uint8)
-            lengths[rows] = len(v)
+            k = (mine // t) % flows             # the flow copy of each row
+            frames[mine, : len(v)] = replicate(v, k) if flows > 1 else np.frombuffer(v, np.uint8)
+            lengths[mine] = len(v)
     return Traffic(frames, lengths, in_port, t, flows, size or "as captured", too_big, source)
