@@ -1,7 +1,7 @@
 """softdpu side by side with scapy, Open vSwitch with DPDK and DPDK testpmd, in one run.
 
     python bench/compare.py [--cases output normal firewall vxlan] [--flows 1024] [--rounds 3]
-                            [--seconds 5] [--cpu 1] [--no-ovs] [--no-testpmd] [--json]
+                            [--seconds 5] [--cpu 1] [--no-ovs] [--no-testpmd] [--no-examples] [--json]
 
 The same input for every contender: a capture of 65,536 64-byte Ethernet/IPv4/UDP
 frames from 02:00:00:00:00:01 / 10.0.0.1 to 02:00:00:00:00:02 / 10.0.0.2 over
@@ -19,6 +19,12 @@ scapy: bench/scapy_pipelines.py over the first 5,000 packets.  testpmd
 (bench/testpmd.py): io forwarding with no processing, replaying the capture from
 memory into net_null (`null`), through libpcap to /dev/null (`memory`), and
 pcap file to pcap file (`file`, the capture repeated to 4M packets).
+
+Then every example pipeline (pipelines/*.toml) on its own traffic: `softdpu bench
+PIPELINE --size 64 --flows 1024 --clock cpu`, OVS-DPDK running the same .flows
+(bench/ovs_dpdk.py run_pipeline) on the same packets, one capture per input port
+(tunnel pipelines: not set up in OVS here, see the vxlan case), and the scapy analog
+(scapy_pipelines: output / normal / firewall / vxlan) on the first 5,000 packets.
 
 One core each: this process pins itself to --cpu (default 1) for softdpu and
 scapy; OVS's PMD thread and testpmd's forwarding lcore are on core 1 too.
@@ -80,12 +86,80 @@ def softdpu_case(pipeline, port, pcap, repeat=3, packets=200_000):
             "stages": {k: v["ns_per_packet"] for k, v in r["stages"].items()}}
 
 
+SCAPY_ANALOG = {"l2-passthrough": "output", "l2-switch": "normal", "firewall": "firewall", "microseg": "firewall",
+                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan", "acl": None}
+OVS_ANALOG = {"vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}   # tunnel pipelines: the vxlan case
+
+
+def pipeline_traffic(pipeline, tmp, size="64", flows=1024):
+    """softdpu bench's traffic for an example pipeline, and one pcap per input port of it (for OVS)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ovs_oracle import write_pcap
+    from softdpu.bench.traffic import build
+    from softdpu.pipeline import Dpu
+
+    dpu = Dpu.load(pipeline)
+    t = build(dpu, size=size, flows=flows)
+    pcaps, frames = {}, []
+    for p in dpu.ports:
+        rows = (t.in_port == p.ofport).nonzero()[0]
+        if len(rows):
+            f = tmp / f"{pipeline.stem}-{p.name}.pcap"
+            write_pcap(f, [(i * 1000, bytes(t.frames[r, :t.lengths[r]])) for i, r in enumerate(rows)])
+            pcaps[p.name] = f
+    frames = [(int(t.in_port[r]), bytes(t.frames[r, :t.lengths[r]])) for r in range(min(5000, t.n))]
+    return pcaps, frames
+
+
+def compare_pipelines(rounds=3, seconds=5.0, ovs=True, log=print, size="64", flows=1024):
+    """Every example pipeline on its own traffic (softdpu bench --size 64 --flows 1024 --clock cpu), next
+    to OVS-DPDK running the same .flows on the same packets (per port) and the scapy analog."""
+    from ovs_dpdk import available as ovs_available
+    from ovs_dpdk import run_pipeline
+    from scapy_pipelines import run as scapy_run
+    from softdpu.bench.report import run_bench
+
+    why = ovs_available() if ovs else "--no-ovs"
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-compare-p-") as d:
+        for p in sorted((ROOT / "pipelines").glob("*.toml")):
+            pcaps, frames = pipeline_traffic(p, Path(d), size, flows)
+            s, o = [], []
+            note = why
+            for r in range(rounds):
+                b = run_bench(p, size=size, flows=flows, repeat=3, packets=200_000, clock="cpu")
+                w = b["per_pass"]
+                s.append({"mpps": b["total"]["mpps"], "ns": b["total"]["ns_per_packet"],
+                          "out": round(w["copies_out"] / w["received"], 3)})
+                log(f"round {r + 1} {p.stem:15s} softdpu {s[-1]['mpps']:6.2f} Mpps")
+                if why is None and p.stem not in OVS_ANALOG:
+                    try:
+                        o.append(run_pipeline(p, pcaps, seconds=seconds))
+                        log(f"round {r + 1} {p.stem:15s} OVS-DPDK {o[-1]['mpps_cpu']:6.2f} Mpps per CPU second")
+                    except Exception as e:  # noqa: BLE001 -- reported in the table
+                        note = str(e)[:300]
+                        log(f"round {r + 1} {p.stem:15s} OVS-DPDK failed: {note[:200]}")
+            analog = SCAPY_ANALOG.get(p.stem)
+            sc = scapy_run(analog, frames) if analog else None
+            out[p.stem] = {"softdpu_mpps": _med([x["mpps"] for x in s]), "softdpu_best_mpps": max(x["mpps"] for x in s),
+                           "softdpu_ns_per_packet": _med([x["ns"] for x in s]), "softdpu_out_per_packet": s[-1]["out"],
+                           "ovs_dpdk_mpps": _med([x["mpps_cpu"] for x in o]),
+                           "ovs_dpdk_best_mpps": max((x["mpps_cpu"] for x in o), default=None),
+                           "ovs_dpdk_wall_mpps": _med([x["mpps"] for x in o]),
+                           "ovs_dpdk_out_per_packet": o[-1]["out_per_packet"] if o else None,
+                           "ovs_dpdk_note": None if o else (f"see the {OVS_ANALOG[p.stem]} case" if p.stem in OVS_ANALOG
+                                                            else note),
+                           "scapy_analog": analog, "scapy_mpps": sc["mpps"] if sc else None}
+    return out
+
+
 def _med(values):
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 3) if values else None
 
 
-def compare(cases=CASES, flows=1024, rounds=3, seconds=5.0, cpu=1, ovs=True, testpmd=True, log=print):
+def compare(cases=CASES, flows=1024, rounds=3, seconds=5.0, cpu=1, ovs=True, testpmd=True, log=print,
+            examples=True):
     from ovs_dpdk import available as ovs_available
     from ovs_dpdk import run_case
     from run import machine, udp_pcap
@@ -158,6 +232,8 @@ def compare(cases=CASES, flows=1024, rounds=3, seconds=5.0, cpu=1, ovs=True, tes
                     res["testpmd"][mode] = {"error": str(e)[:300]}
         else:
             res["testpmd_note"] = why_pmd
+    if examples:
+        res["pipelines"] = compare_pipelines(rounds, seconds, ovs, log, flows=flows)
     res["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return res
 
@@ -179,6 +255,23 @@ def format_table(res):
         lines.append(f"| {c} ({r['example']}) | {r['softdpu_mpps']:.2f} ({r['softdpu_best_mpps']:.2f}) | "
                      f"{r['softdpu_ns_per_packet']:.1f} | "
                      f"{r['scapy_mpps'] * 1e3:.1f} | {ovs} | {wall} | {ratio} |")
+    if "pipelines" in res:
+        floor = res.get("testpmd", {}).get("null", {}).get("mpps_cpu")
+        lines += ["", "Every example pipeline on its own traffic (`softdpu bench PIPELINE --size 64 --flows 1024 "
+                  "--clock cpu`), OVS-DPDK running the same .flows on the same packets (each port replaying its "
+                  "own), the scapy analog on the first 5,000 packets; Mpps per CPU second, median (best):", "",
+                  "| pipeline | softdpu Mpps | ns/packet | out/packet | OVS-DPDK Mpps | OVS out/packet | "
+                  "softdpu / OVS | scapy analog kpps | testpmd null (I/O only) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in res["pipelines"].items():
+            ovs = (f"{r['ovs_dpdk_mpps']:.2f} ({r['ovs_dpdk_best_mpps']:.2f})" if r["ovs_dpdk_mpps"]
+                   else f"n/a ({r['ovs_dpdk_note']})")
+            ratio = f"{r['softdpu_mpps'] / r['ovs_dpdk_mpps']:.2f}x" if r["ovs_dpdk_mpps"] else "-"
+            sc = f"{r['scapy_mpps'] * 1e3:.1f} ({r['scapy_analog']})" if r["scapy_mpps"] else "n/a"
+            lines.append(f"| {name} | {r['softdpu_mpps']:.2f} ({r['softdpu_best_mpps']:.2f}) | "
+                         f"{r['softdpu_ns_per_packet']:.1f} | {r['softdpu_out_per_packet']} | {ovs} | "
+                         f"{r['ovs_dpdk_out_per_packet'] if r['ovs_dpdk_out_per_packet'] is not None else '-'} | "
+                         f"{ratio} | {sc} | {f'{floor:.1f}' if floor else '-'} |")
     if "testpmd" in res:
         t = res["testpmd"]
         lines.append("")
@@ -197,11 +290,12 @@ def main(argv=None):
     ap.add_argument("--cpu", type=int, default=1, help="pin softdpu and scapy to this core (-1: no pinning)")
     ap.add_argument("--no-ovs", action="store_true")
     ap.add_argument("--no-testpmd", action="store_true")
+    ap.add_argument("--no-examples", action="store_true", help="leave out the example pipelines' table")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     res = compare(args.cases, args.flows, args.rounds, args.seconds, None if args.cpu < 0 else args.cpu,
-                  not args.no_ovs, not args.no_testpmd, log=log)
+                  not args.no_ovs, not args.no_testpmd, log=log, examples=not args.no_examples)
     res["command"] = "python bench/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.json:
         print(json.dumps(res, indent=2))

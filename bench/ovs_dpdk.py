@@ -2,6 +2,7 @@
 
     python bench/ovs_dpdk.py CASE --pcap IN.pcap [--seconds 5]      (CASE: output normal firewall vxlan)
     from ovs_dpdk import run_case; run_case("firewall", "in.pcap", seconds=5) -> {mpps, ...}
+    from ovs_dpdk import run_pipeline; run_pipeline("pipelines/acl.toml", {"p1": "p1.pcap", ...})
 
 What runs (Debian package openvswitch-switch-dpdk; its binary is called by its full
 path, /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk, so the system's
@@ -23,6 +24,12 @@ Cases (the same flows softdpu runs in bench/compare.py):
             whose underlay is bridge br-phy (192.0.2.1/24 on its internal port, neighbour
             192.0.2.2 set with tnl/neigh/set) with the net_null port; br-phy runs NORMAL.
             The internal port is a tap: OVS runs in a network namespace of its own here.
+
+run_pipeline: an example pipeline as it is: its .flows (with a [firewall] compiled
+by softdpu, reject as drop), one dpdk port per pipeline port with its ofport and VLAN
+settings, each replaying its own capture (net_pcap, infinite_rx) or a net_null.
+Each port loops over its own capture, so the ports' packets interleave differently
+than in softdpu's merged order: out_per_packet says whether both did the same work.
 
 Measurement: after `warm` seconds, port `in`'s RX counter (dpctl/show -s) is read,
 then again `seconds` later: packets / wall seconds between the two reads = Mpps; the
@@ -73,10 +80,10 @@ def available():
 class OvsDpdk(OvsDummy):
     VSWITCHD_OPTIONS = ()
 
-    def __init__(self, tmpdir, pcap, netns=None):
+    def __init__(self, tmpdir, netns=None):
         super().__init__(tmpdir, ports={})
-        self.pcap = Path(pcap).resolve()
         self.netns = netns
+        self._vdevs = 0
         self.prefix = f"bench-ovs-{os.getpid()}"    # EAL's runtime files: /var/run/dpdk/<prefix>/
 
     def _wrap(self, argv):
@@ -100,19 +107,31 @@ class OvsDpdk(OvsDummy):
                     ["ovsdb-server", self.db, f"--remote=punix:{self.db_sock}", f"--unixctl={self.db_ctl}"],
                     ready=lambda: unixctl(self.db_ctl, "version", timeout=1) is not None)
         self._run("ovs-vsctl", f"--db=unix:{self.db_sock}", "--no-wait", "init", "--",
-                  "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+                  "set", "Open_vSwitch", ".", "other_config:dpdk-init=true", "other_config:vlan-limit=0",
                   f"other_config:dpdk-extra={EAL} --file-prefix={self.prefix}", "other_config:dpdk-lcore-mask=0x1",
                   "other_config:pmd-cpu-mask=0x2")
         self._spawn("ovs-vswitchd", ["ovs-vswitchd", f"unix:{self.db_sock}", f"--unixctl={self.vs_ctl}"],
                     ready=lambda: unixctl(self.vs_ctl, "version", timeout=1) is not None)
         self.vsctl("add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=netdev", "fail_mode=secure",
-                   "other_config:disable-in-band=true", f"protocols={ALL_OPENFLOW}",
-                   "--", "add-port", "br0", "in", "--", "set", "Interface", "in", "type=dpdk",
-                   f"options:dpdk-devargs=net_pcap0,rx_pcap={self.pcap},infinite_rx=1", "ofport_request=1")
+                   "other_config:disable-in-band=true", f"protocols={ALL_OPENFLOW}")
+
+    def add_port(self, name, ofport, pcap=None, bridge="br0", spec=None):
+        """A dpdk port: a net_pcap vdev replaying `pcap` from memory forever (what it is sent is
+        dropped), or without pcap a net_null vdev (no-rx=1).  spec: tag / trunks as OvsDummy's."""
+        self._vdevs += 1
+        k = self._vdevs
+        devargs = (f"net_pcap{k},rx_pcap={Path(pcap).resolve()},infinite_rx=1" if pcap
+                   else f"net_null{k},no-rx=1")
+        extra = []
+        for key in ("tag", "trunks", "vlan_mode"):
+            if spec and key in spec:
+                v = spec[key]
+                extra.append(f"{key}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+        self.vsctl("add-port", bridge, name, *extra, "--", "set", "Interface", name, "type=dpdk",
+                   f"options:dpdk-devargs={devargs}", f"ofport_request={ofport}")
 
     def add_out(self, bridge="br0", ofport=2):
-        self.vsctl("add-port", bridge, "out", "--", "set", "Interface", "out", "type=dpdk",
-                   "options:dpdk-devargs=net_null0,no-rx=1", f"ofport_request={ofport}")
+        self.add_port("out", ofport, bridge=bridge)
 
     def add_vxlan_underlay(self):
         self.vsctl("add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev",
@@ -165,8 +184,9 @@ def run_case(case, pcap, seconds=5.0, warm=3.0, tmp=None):
         if case == "vxlan":
             netns = f"bench-ovs-{os.getpid()}"
             subprocess.run(["ip", "netns", "add", netns], check=True, timeout=20)
-        ovs = OvsDpdk(d, pcap, netns)
+        ovs = OvsDpdk(d, netns)
         with ovs:
+            ovs.add_port("in", 1, pcap)
             if case == "vxlan":
                 ovs.add_vxlan_underlay()
             else:
@@ -198,6 +218,46 @@ def run_case(case, pcap, seconds=5.0, warm=3.0, tmp=None):
         if own is not None:
             own.cleanup()
         shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
+
+
+def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None):
+    """An example pipeline's own .flows (and compiled [firewall], reject as drop) in OVS-DPDK:
+    one dpdk port per pipeline port (same ofport, tag, trunks), a net_pcap replaying
+    pcaps[port name] where given, else a net_null.  {mpps, mpps_cpu, out_per_packet, ...}"""
+    from ovs_oracle import port_specs
+    from softdpu import config, policy
+
+    why = available()
+    if why:
+        raise OvsError(why)
+    cfg = config.load(pipeline)
+    if any(p.type != "pcap" for p in cfg.ports):
+        raise OvsError(f"{cfg.name}: tunnel ports are not set up in OVS-DPDK here (see the vxlan case)")
+    text = Path(cfg.flows).read_text()
+    if cfg.firewall is not None:
+        text = "\n".join(policy.compile_flows(cfg.firewall, ovs=True)) + "\n" + text
+    specs = port_specs(cfg)
+    own = tempfile.TemporaryDirectory(prefix="bench-ovs-dpdk-") if tmp is None else None
+    d = Path(tmp or own.name)
+    try:
+        with OvsDpdk(d) as ovs:
+            for p in cfg.ports:
+                ovs.add_port(p.name, p.ofport, pcaps.get(p.name), spec=specs[p.name])
+            ovs.add_flows(text)
+            time.sleep(warm)
+            c0, cpu0, t0 = ovs.counters(), ovs.pmd_cpu_ns(), time.perf_counter()
+            time.sleep(seconds)
+            c1, cpu1, dt = ovs.counters(), ovs.pmd_cpu_ns(), time.perf_counter() - t0
+    finally:
+        if own is not None:
+            own.cleanup()
+        shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
+    rx = sum(c1[p][0] - c0[p][0] for p in pcaps)
+    tx = sum(c1[p][1] - c0[p][1] for p in c1 if p in specs)
+    cpu = (cpu1 - cpu0) / 1e9
+    return {"pipeline": cfg.name, "mpps": round(rx / dt / 1e6, 3), "mpps_cpu": round(rx / cpu / 1e6, 3) if cpu else None,
+            "pmd_cpu_seconds": round(cpu, 3), "seconds": round(dt, 2), "packets": rx,
+            "out_per_packet": round(tx / rx, 3) if rx else None}
 
 
 def main(argv=None):

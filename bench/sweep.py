@@ -44,8 +44,8 @@ CONNS = (1_000, 10_000, 100_000, 1_000_000)
 class _CpuTime:
     """A stand-in for the `time` module of the older benches: perf_counter is the thread's CPU time."""
     perf_counter = staticmethod(time.thread_time)
-    time = staticmethod(time.time)
     strftime = staticmethod(time.strftime)
+    time = staticmethod(time.time)
 
 
 def cpu_clock_for_old_benches():
