@@ -16,7 +16,8 @@ other processes: the better figure on a shared machine.
 
 The stage loop also times the Feeder's refill of each batch (`refill`: the
 copy of the frames and metadata rows into the batch, what a port's rx does
-at the least); it is not part of the end-to-end figure.
+at the least; it copies whole rows, as wide as the largest frame of the pool,
+so with IMIX it is pessimistic); it is not part of the end-to-end figure.
 
 The stage names are whatever Dpu.steps holds (parse, decap, ct-prefetch,
 flows, encap, stats, and esp-in / esp-out where a pipeline has them).
