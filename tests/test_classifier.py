@@ -8,6 +8,7 @@ uint64 rows built directly: random ones from the same pools and ones made
 from a rule's value with random bits where its mask is zero.  Every lookup
 must give the same rule index as classify_linear over the same table.
 """
+import dataclasses
 import numpy as np
 import pytest
 
@@ -393,9 +394,10 @@ def test_cache_hits_and_generation_invalidates():
     np.testing.assert_array_equal(cached(old, cache, keys, 0), want)
     assert cache.live() > 300
     np.testing.assert_array_equal(cached(old, cache, keys, 0), want)
-    # the second pass is answered by the cache: with other rules but the same generation
-    # the answers stay the old ones (this is why the generation exists)
-    new = compile_rules(random_rules(300, 20, rng))
+    # the second pass is answered by the cache: with other rules (the same masks, so the same
+    # cache words, priorities reversed) but the same generation the answers stay the old ones
+    # (this is why the generation exists)
+    new = compile_rules([dataclasses.replace(r, priority=65535 - r.priority) for r in old.rules])
     assert (reference(new, keys, 0) != want).any()
     np.testing.assert_array_equal(cached(new, cache, keys, 0), want)
     # a rule change bumps the generation: no stale answer
@@ -432,19 +434,32 @@ def test_small_tables_skip_the_cache():
         assert n_subtables(program) == 2 + len(extra)
         cache = FlowCache(1 << 16)
         np.testing.assert_array_equal(cached(program, cache, keys, 0), reference(program, keys, 0))
-        assert cache.live() == (cached_entries if MIN_SUBTABLES == 4 else cache.live())
+        # one entry per distinct key under the union of the table's masks (its cache words)
+        union = np.bitwise_or.reduce(program.mask[: len(program.rules)], axis=0)
+        distinct = len({(k & union).tobytes() for k in keys})
+        assert cache.live() == (distinct if cached_entries and MIN_SUBTABLES == 4 else 0 if MIN_SUBTABLES == 4
+                                else cache.live())
 
 
-def test_cache_compares_the_whole_key():
-    """Keys differing only in a word no rule looks at are distinct cache entries (same answer)."""
+def test_cache_keeps_only_the_words_the_table_matches_on():
+    """Keys differing only in bits no rule of the table looks at share one cache entry (they
+    get the same rule); keys differing in a matched bit are distinct entries."""
     program = compile_rules([rule({"in_port": (1, 0xFFFF)}, 5), rule({}, 0)] + fillers())
+    union = np.bitwise_or.reduce(program.mask[: len(program.rules)], axis=0)
     keys = np.zeros((KEY_WORDS, KEY_WORDS), np.uint64)
     keys[:, 0] = np.uint64(1 << 32)
     for w in range(1, KEY_WORDS):
-        keys[w, w] = np.uint64(1 << 63)
+        keys[w, w] = np.uint64(1 << 63)      # no rule matches on bit 63 of any word
     cache = FlowCache(1024)
     assert (cached(program, cache, keys, 0) == 0).all()
-    assert cache.live() == KEY_WORDS
+    assert cache.live() == 1
+    assert (np.array([union[w] & np.uint64(1 << 63) for w in range(1, KEY_WORDS)]) == 0).all()
+    other = keys.copy()
+    other[:, 0] |= np.uint64(1 << 48)           # in_port's neighbour bits: in_port is 16 bits at 32..47
+    other[1:, FIELDS["tp_dst"].word] |= np.uint64(80 << FIELDS["tp_dst"].shift)   # a matched field
+    reference_answers = reference(program, other, 0)
+    np.testing.assert_array_equal(cached(program, cache, other, 0), reference_answers)
+    assert cache.live() == 1 + len({(k & union).tobytes() for k in other} - {(keys[0] & union).tobytes()})
     with pytest.raises(ValueError):
         FlowCache(1000)
 

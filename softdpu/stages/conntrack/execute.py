@@ -162,7 +162,7 @@ def _write_md(ent, key, out, r, state, zone, e, setm, srow):
     out[r, 6] = np.uint64(e + 1)
 
 
-@njit(alloc=False)
+@njit(alloc=False, inline=True)
 def ct_execute(idx, keys, ent, free, st, data, meta, key, out, row, zone, commit, force,
                setm, srow, now):
     """One packet through ct() (see the module docstring).  -> ct_state"""

@@ -5,14 +5,15 @@
 The action interpreter calls ct_execute one packet at a time, each lookup a
 chain of dependent loads (index slot -> key row -> entry row) that misses the
 caches when the table is large (~100 ns each from DRAM): one packet's misses
-cannot overlap.  This kernel walks the batch in three passes that each issue
-independent loads -- (1) the canonical key's hash and its home index slot for
-every TCP/UDP/SCTP row, (2) the key row of the entry that slot names, (3)
-that entry's ent row -- so the misses of the whole batch overlap, and the
-lines are in L2 when ct() comes (256 packets x ~4 lines = 64 kB).
+cannot overlap.  This kernel walks the batch in two passes of prefetch instructions
+(softdpu/prefetch.py: they start a load and do not wait for it) -- (1) the
+canonical key's hash of every TCP/UDP row and a prefetch of its home index
+slot, (2) the entry that slot names (by then the slots have arrived, their
+misses overlapped) and prefetches of its key row and ent row -- so the
+misses of the whole batch overlap, and the lines are in L2 when ct() comes
+(256 packets x ~5 lines = 80 kB).
 
-It is a hint only: it writes nothing (the returned value exists so the loads
-are not optimised away), reads only what ct() will read, and a wrong guess
+It is a hint only: it writes nothing but its scratch, reads only what ct() will read, and a wrong guess
 (another zone, a rewritten packet, ICMP, a probe past the home slot) just
 costs the loads.  Zone: the caller's guess (the pipeline's only constant
 ct zone, else 0).  The key is built as execute.ct_execute builds it.
@@ -22,7 +23,8 @@ import numpy as np
 from softdpu._jit import njit
 from softdpu.batch import M_DROP, M_FLAGS, M_L3, M_L4, M_PARSE_ERR
 from softdpu.headers.bytes import be16, be32, be64
-from softdpu.stages.conntrack.table import E_COLS, E_EXP, E_MARK, K_USED, key_hash
+from softdpu.prefetch import prefetch1, prefetch2
+from softdpu.stages.conntrack.table import E_COLS, key_hash
 from softdpu.stages.parse import F_FRAG, F_IPV4, F_IPV6, F_TCP, F_UDP
 
 U32 = np.uint64(32)
@@ -30,10 +32,9 @@ U32 = np.uint64(32)
 
 @njit(alloc=False)
 def ct_prefetch(idx, keys, ent, data, meta, n, zone, slots):
-    """Touch the index slots, key rows and entry rows the batch's ct() lookups will read.
-    slots: int64[>= n] scratch.  -> an XOR of the words read (meaningless)."""
+    """Prefetch the index slots, key rows and entry rows the batch's ct() lookups will read.
+    slots: int64[>= n] scratch."""
     mask = np.uint64(idx.shape[0] - 1)
-    acc = np.uint64(0)
     zw = np.uint64(zone & 0xFFFF) << U32
     for i in range(n):
         r = np.uint64(i)
@@ -70,19 +71,16 @@ def ct_prefetch(idx, keys, ent, data, meta, n, zone, slots):
                          zw | (v6 << np.uint64(8)) | proto)
         s = h & mask
         slots[i] = np.int64(s)
-        acc ^= np.uint64(idx[s])
-    # the entries the home slots name (the usual case: load <= 0.5, most keys at home)
+        prefetch1(idx, s)
+    # the entries the home slots name (the usual case: load <= 0.5, most keys at home); a row
+    # of keys (48 bytes) spans at most 2 lines, one of ent (112 bytes) at most 3
     for i in range(n):
         if slots[i] >= 0:
             v = idx[np.uint64(slots[i])]
-            slots[i] = (v & 0xFFFFFFFF) - 1 if v != 0 else -1
-    for i in range(n):
-        e = slots[i]
-        if e >= 0:
-            acc ^= keys[np.uint64(e), 0] ^ (keys[np.uint64(e), 5] & ~K_USED)
-    for i in range(n):
-        e = slots[i]
-        if e >= 0:
-            u = np.uint64(e)
-            acc ^= np.uint64(ent[u, E_EXP]) ^ np.uint64(ent[u, E_MARK]) ^ np.uint64(ent[u, E_COLS - 1])
-    return acc
+            if v != 0:
+                e = np.uint64((v & 0xFFFFFFFF) - 1)
+                prefetch2(keys, e, 0)
+                prefetch2(keys, e, 5)
+                prefetch2(ent, e, 0)
+                prefetch2(ent, e, 7)
+                prefetch2(ent, e, E_COLS - 1)

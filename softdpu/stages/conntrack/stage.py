@@ -23,7 +23,7 @@ from softdpu.stages.conntrack.table import (C_ENTRIES, E_BYTES_O, E_BYTES_R, E_E
 from softdpu.stages.conntrack.tcp import (TCPS_ESTABLISHED, TCPS_FIN_WAIT_2, TCPS_NAMES, TCPS_SYN_RECV,
                                           TCPS_TIME_WAIT)
 
-PREFETCH_MIN = 1 << 18   # entries (~45 MB of table lines): below, ct_prefetch costs more than it saves
+PREFETCH_MIN = 1 << 14   # entries (~2.8 MB of table lines, more than L2): below, ct_prefetch costs more than it saves
 
 # OVS's ct_dpif_format_ipproto: by protocol number whatever the IP version, else the number
 PROTO_NAMES = {1: "icmp", 58: "icmpv6", 6: "tcp", 17: "udp", 132: "sctp", 136: "udplite", 33: "dccp",

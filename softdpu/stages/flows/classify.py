@@ -10,11 +10,12 @@ file (the lowest rule index), whichever subtables the candidates are in.
 
 1. Flow cache (layout in flow_cache.py), for tables of at least
    MIN_SUBTABLES subtables (below that the search is cheaper than the
-   cache: ~12 ns for a hit, ~5 ns per subtable probed): hash the whole key
-   row and the table id (NH over all KEY_WORDS words, murmur3's finalizer),
-   look at the two ways of the bucket; an entry of the current generation
-   with the same hash, table and key words is the answer, a remembered miss
-   included.
+   cache: ~12 ns for a hit, ~5 ns per subtable probed): hash the table's
+   cache words of the key row (the words its rules match on, masked by the
+   union of their masks: tuple_space.py T_EMC_LO/HI) and the table id (NH,
+   murmur3's finalizer), look at the two ways of the bucket; an entry of
+   the current generation with the same hash, table and words is the
+   answer, a remembered miss included.
 2. Otherwise tuple-space search (layout in tuple_space.py): the table's
    subtables in order of their best rule; for each, hash key & mask over
    its hashed words, compare the home bucket's four tags, and on a tag alike
@@ -35,16 +36,14 @@ import numpy as np
 
 from softdpu.key import U32
 from softdpu._jit import njit
-from softdpu.key import KEY_WORDS
 from softdpu.stages.flows.flow_cache import C_GEN, C_HASH, C_KEY, C_RULE, C_TABLE, MIN_SUBTABLES
-from softdpu.stages.flows.tuple_space import (BUCKET, FMIX_1, FMIX_2, LOW32, MIX_HI, MIX_LO, MIX_TABLE, NO_RULE,
+from softdpu.stages.flows.tuple_space import (BUCKET, FMIX_1, FMIX_2, LOW32, MIX_TABLE, NO_RULE,
                                               S_BASE, S_BMASK, S_HASH_HI, S_KEYS, S_MIN_RULE,
-                                              S_WORD_HI, S_WORD_LO, T_END, T_FIRST)
+                                              S_WORD_HI, S_WORD_LO, T_EMC_HI, T_EMC_LO, T_END, T_FIRST)
 
 U0 = np.uint64(0)
 U1 = np.uint64(1)
 U33 = np.uint64(33)
-N_KEY = np.uint64(KEY_WORDS)
 UC_KEY = np.uint64(C_KEY)
 UBUCKET = np.uint64(BUCKET)
 U2 = np.uint64(2)
@@ -164,12 +163,12 @@ def _search(key, i, t, sub, words, slots):
 
 
 @njit(alloc=False, inline=True)
-def _key_hash(key, i, t):
-    """Hash of the whole key row i and table t (the flow cache's)."""
+def _key_hash(key, i, t, words, lo, hi):
+    """Hash of key row i's flow cache words (rows [lo, hi) of words, masked) and table t."""
     acc = (t + U1) * MIX_TABLE
-    for w in range(N_KEY):
-        x = key[i, w]
-        acc += (((x & LOW32) + MIX_LO[w]) & LOW32) * (((x >> U32) + MIX_HI[w]) & LOW32)
+    for j in range(lo, hi):
+        x = key[i, words[j, 0]] & words[j, 1]
+        acc += (((x & LOW32) + words[j, 2]) & LOW32) * (((x >> U32) + words[j, 3]) & LOW32)
     return _fmix(acc)
 
 
@@ -191,27 +190,33 @@ def lookup(key, i, table, sub, words, slots, cache, gen):
         r = _search(key, ui, t, sub, words, slots)     # a small table: searching is cheaper
         return np.int64(-1) if r == NO_RULE else np.int64(r)
     g = np.uint64(gen)
-    h = _key_hash(key, ui, t)
+    lo = sub[t, T_EMC_LO]
+    hi = sub[t, T_EMC_HI]
+    h = _key_hash(key, ui, t, words, lo, hi)
     row = (h & np.uint64((cache.shape[0] >> 1) - 1)) << U1
     for way in range(2):
         e = row + np.uint64(way)
         if cache[e, C_GEN] == g and cache[e, C_HASH] == h and cache[e, C_TABLE] == t:
             diff = U0
-            for w in range(N_KEY):  # no early exit (see the module docstring)
-                diff |= cache[e, UC_KEY + w] ^ key[ui, w]
+            c = UC_KEY
+            for j in range(lo, hi):  # no early exit (see the module docstring)
+                diff |= cache[e, c] ^ (key[ui, words[j, 0]] & words[j, 1])
+                c += U1
             if diff == U0:
                 return np.int64(cache[e, C_RULE]) - 1
     r = _search(key, ui, t, sub, words, slots)
     e = row                            # the newest entry goes in way 0 ...
     if cache[row, C_GEN] == g:         # ... and a live one there moves to way 1
-        for c in range(UC_KEY + N_KEY):
+        for c in range(UC_KEY + hi - lo):
             cache[row + U1, c] = cache[row, c]
     cache[e, C_GEN] = g
     cache[e, C_HASH] = h
     cache[e, C_TABLE] = t
     cache[e, C_RULE] = r + U1          # NO_RULE + 1 wraps to 0: a cached miss
-    for w in range(N_KEY):
-        cache[e, UC_KEY + w] = key[ui, w]
+    c = UC_KEY
+    for j in range(lo, hi):
+        cache[e, c] = key[ui, words[j, 0]] & words[j, 1]
+        c += U1
     if r == NO_RULE:
         return np.int64(-1)
     return np.int64(r)

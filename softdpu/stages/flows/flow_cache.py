@@ -12,7 +12,11 @@ fewer than MIN_SUBTABLES subtables skip it: searching them costs less.
                     with one compare
            C_TABLE  table id
            C_RULE   rule index + 1; 0 = cached miss (no rule matched)
-           C_KEY..  the KEY_WORDS words of the key row, all compared on a hit
+           C_KEY..  the table's flow cache words of the key row (masked), all
+                    compared on a hit: only the words some rule of the table
+                    matches on (tuple_space.py, T_EMC_LO/HI), so an entry is
+                    usually one 64-byte line; the array is as wide as the
+                    widest table needs (`fit`), KEY_WORDS words at most
 
 Invalidation: an entry counts only while its C_GEN equals the cache's
 `generation`.  Any change of the rules (FlowTables.replace_rules /
@@ -24,6 +28,7 @@ stay; a third evicts the older).
 import numpy as np
 
 from softdpu.key import KEY_WORDS
+from softdpu.stages.flows.tuple_space import aligned_zeros
 
 C_GEN = 0
 C_HASH = 1
@@ -39,11 +44,23 @@ MIN_SUBTABLES = 4       # tables with fewer subtables are searched directly, not
 class FlowCache:
     """Exact-match cache entries and the current generation."""
 
-    def __init__(self, entries=DEFAULT_ENTRIES):
+    def __init__(self, entries=DEFAULT_ENTRIES, key_words=KEY_WORDS):
         if entries < 2 or entries & (entries - 1):
             raise ValueError(f"flow cache entries must be a power of two >= 2, got {entries}")
-        self.entries = np.zeros((entries, CACHE_COLS), np.uint64)
+        self.entries = self._alloc(entries, key_words)
         self.generation = 1
+
+    @staticmethod
+    def _alloc(entries, key_words):
+        cols = -(-(C_KEY + key_words) // 8) * 8        # whole 64-byte lines per entry
+        return aligned_zeros(entries * cols).reshape(entries, cols)
+
+    def fit(self, key_words):
+        """Make entries hold key_words words (a new program's widest table): reallocate if the
+        width changes (the entries are then all empty), else keep them (call invalidate())."""
+        cols = -(-(C_KEY + key_words) // 8) * 8
+        if cols != self.entries.shape[1]:
+            self.entries = self._alloc(self.entries.shape[0], key_words)
 
     def invalidate(self):
         """Make every entry stale (call whenever the rules change)."""

@@ -8,12 +8,13 @@ import numpy as np
 from softdpu.batch import M_ORIGIN, M_TS
 from softdpu.stages.flows import action_syntax, timeouts
 from softdpu.stages.flows.actions import MAX_RESUBMITS, port_index_table, run_actions
-from softdpu.stages.flows.compile import compile_rules, identity
+from softdpu.stages.flows.compile import N_TABLES, compile_rules, identity
 from softdpu.stages.flows.flow_cache import DEFAULT_ENTRIES, FlowCache
 from softdpu.stages.flows.outputs import (P_COUNT, P_INDEX, P_OFPORT, P_TAG, S_AGING, S_CLONE_BASE,
                                           S_CLONES, S_COLS, S_LOST_CLONE, S_LOST_COMMIT, S_LOST_TX, S_MAX_MACS,
                                           S_NTX)
 from softdpu.stages.flows.syntax import parse_file
+from softdpu.stages.flows.tuple_space import emc_words
 from softdpu.stages.flows.trace_records import RECORDS, S_TRACE_LOST, S_TRACE_N, T_OUTPUT
 from softdpu.stages.conntrack.stage import Conntrack
 from softdpu.stages.conntrack.table import ct_sweep
@@ -62,6 +63,7 @@ class FlowTables:
         self.state[:5] = self.macs.counters
         self.macs.counters = self.state[:5]      # the kernel updates the MAC counters in place
         self.stack = np.zeros((MAX_RESUBMITS + 1, 4), np.int64)   # (next op, end, table, depth) frames
+        self.first_rule = np.zeros(max(rows, 1), np.int64)          # run_actions: each packet's table-0 rule
         self.trace = np.zeros((RECORDS, 7), np.int64)   # records of traced packets (trace_records.py)
         # the connection table of ct(): full size only when the flows use it
         self.ct_size, self.ct_timeouts, self.rows = ct_size, ct_timeouts, rows
@@ -150,6 +152,7 @@ class FlowTables:
         if self.timed and now is not None:
             self.clock_now = now
         self._next = self._earliest()
+        self.cache.fit(emc_words(program.tss_sub, N_TABLES))
         self.cache.invalidate()
 
     # -- the capture clock and expiry (timeouts.py) ------------------------------------
@@ -211,7 +214,7 @@ class FlowTables:
                                  p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                                  p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
                                  self.trunks, self.macs.entries, self.state, self.stack, self.trace,
-                                 self.used_ns, self._ct_args(batch, 0))
+                                 self.used_ns, self._ct_args(batch, 0), self._first_rule(batch.n))
         self._ct_sweep(batch)
 
     def _run_timed(self, batch):
@@ -263,7 +266,7 @@ class FlowTables:
                         batch.tx[n_tx:], p.tss_sub, p.tss_words, p.tss_slots, p.act, p.ops, self.portinfo,
                         p.n_packets, p.n_bytes, self.cache.entries, self.cache.generation,
                         self.trunks, self.macs.entries, state, self.stack, self.trace, self.used_ns,
-                        self._ct_args(batch, lo))
+                        self._ct_args(batch, lo), self._first_rule(hi - lo))
         c = int(state[S_CLONES])
         if lo:
             batch.tx[n_tx: n_tx + k, 0] += lo
@@ -274,6 +277,12 @@ class FlowTables:
             out = rec[:, 1] == T_OUTPUT
             rec[out, 4] += np.where(rec[out, 4] >= 0, lo, 0)
         return int(k), c
+
+    def _first_rule(self, n):
+        """The kernel's scratch for n packets' table-0 rules (grown once, never per batch)."""
+        if self.first_rule.shape[0] < n:
+            self.first_rule = np.zeros(max(n, 256), np.int64)
+        return self.first_rule
 
     def _ensure_conntrack(self, rules):
         uses = any(a.name in ("ct", "ct_clear") for r in rules for a in r.actions)

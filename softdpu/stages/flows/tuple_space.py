@@ -24,7 +24,12 @@ Layout: three arrays, all uint64 so kernels index without wraparound code.
 
   sub    uint64[N_TABLES + S, SUB_COLS], 64-byte rows
          rows 0..N_TABLES-1, the table directory: row t holds in T_FIRST,
-         T_END the rows [first, end) of table t's subtables (empty: equal)
+         T_END the rows [first, end) of table t's subtables (empty: equal),
+         and in T_EMC_LO, T_EMC_HI the rows [lo, hi) of `words` that key the
+         flow cache for table t: every key word some rule of t matches on,
+         with the union of the rules' masks (the rule a key gets depends on
+         no other bit, so the cache keeps only these: an entry of a table
+         matching on 3 words is 3 words, not the whole key)
          rows N_TABLES.., one per subtable:
            S_MIN_RULE   lowest rule index held (its best rule)
            S_WORD_LO/HI rows [lo, hi) of `words`: the key words its mask uses
@@ -33,7 +38,9 @@ Layout: three arrays, all uint64 so kernels index without wraparound code.
            S_BMASK      buckets - 1 (a power of two minus one)
            S_KEYS       offset of its entries in `slots`
   words  uint64[NW, 4]  per subtable, each key word whose mask is not zero:
-                        (word index, mask, MIX_LO[word], MIX_HI[word])
+                        (word index, mask, MIX_LO[word], MIX_HI[word]); then
+                        per table its flow cache words (word index, union
+                        mask, MIX_LO[j], MIX_HI[j] for the j-th of them)
   slots  uint64[P]      per subtable, BUCKET * buckets tags, then its entries:
                         tag   ((hash >> 32) | 1) << 32 | (entry + 1); 0 = empty
                         entry [rule, key[w] & m for each word used]
@@ -69,6 +76,8 @@ from softdpu.key import KEY_WORDS
 # table directory columns
 T_FIRST = 0
 T_END = 1
+T_EMC_LO = 2
+T_EMC_HI = 3
 # subtable columns
 S_MIN_RULE = 0
 S_WORD_LO = 1
@@ -114,7 +123,7 @@ def subtable_hash(masked, used):
         return acc ^ (acc >> np.uint64(32))
 
 
-def _aligned_zeros(n):
+def aligned_zeros(n):
     """uint64[n] zeros starting on a 64-byte boundary (whole buckets in one cache line)."""
     raw = np.zeros(n + 8, np.uint64)
     skip = (-raw.ctypes.data % 64) // 8
@@ -157,12 +166,19 @@ def build(mask, value, table_bounds, slots_per_entry=SLOTS_PER_ENTRY):
             entries.setdefault(v.tobytes(), (r, v))   # the first (best) rule per value
         directory[t] = (first, n_tables + len(subs))
 
+    emc = []       # per table: (used word indices, union mask words)
+    for t in range(n_tables):
+        lo, hi = int(table_bounds[t, 0]), int(table_bounds[t, 1])
+        union = np.bitwise_or.reduce(mask[lo:hi], axis=0) if hi > lo else np.zeros(mask.shape[1], np.uint64)
+        used = np.flatnonzero(union)
+        emc.append((used, union[used]))
     n_words = sum(len(s[1]) for s in subs)
-    sub = _aligned_zeros((n_tables + len(subs)) * SUB_COLS).reshape(-1, SUB_COLS)
+    n_emc = sum(len(u) for u, _ in emc)
+    sub = aligned_zeros((n_tables + len(subs)) * SUB_COLS).reshape(-1, SUB_COLS)
     sub[:n_tables, :2] = directory
-    words = np.zeros((max(n_words, 1), 4), np.uint64)
+    words = np.zeros((max(n_words + n_emc, 1), 4), np.uint64)
     caps = [BUCKET * _next_pow2(-(-slots_per_entry * len(s[3]) // BUCKET)) for s in subs]
-    slots = _aligned_zeros(max(sum(c + len(s[3]) * (1 + len(s[1])) for c, s in zip(caps, subs)), 1))
+    slots = aligned_zeros(max(sum(c + len(s[3]) * (1 + len(s[1])) for c, s in zip(caps, subs)), 1))
     w_at = 0
     base = 0
     for j, ((min_rule, used, mw, entries), cap) in enumerate(zip(subs, caps)):
@@ -187,7 +203,17 @@ def build(mask, value, table_bounds, slots_per_entry=SLOTS_PER_ENTRY):
             slots[base + b * BUCKET + fill[b]] = (((h >> 32) | 1) << 32) | (e + 1)
             fill[b] += 1
         base = keys + entry.size
+    for t, (used, union) in enumerate(emc):
+        j = np.arange(len(used))
+        sub[t, T_EMC_LO:T_EMC_HI + 1] = (w_at, w_at + len(used))
+        words[w_at: w_at + len(used)] = np.stack([used.astype(np.uint64), union, MIX_LO[j], MIX_HI[j]], axis=1)
+        w_at += len(used)
     return sub, words, slots
+
+
+def emc_words(sub, n_tables):
+    """The most key words any of the n_tables tables' flow cache entries hold."""
+    return int((sub[:n_tables, T_EMC_HI] - sub[:n_tables, T_EMC_LO]).max()) if n_tables else 0
 
 
 def _hash_order(masked):
