@@ -269,8 +269,8 @@ def test_bench_pcap_option(capsys, tmp_path):
     (["--tax", "lots"], "--tax"),
     (["--repeat", "0"], "--repeat"),
     (["--packets", "0"], "--packets"),
-    (["--pcap", "/nonexistent.pcap"], "no such capture"),
-    (["--pcap", "nope=/nonexistent.pcap"], "no port named 'nope'"),
+    (["--pcap", "/nonexistent.pcap"], "--pcap: no such capture file"),
+    (["--pcap", "nope=/nonexistent.pcap"], "--pcap: no port named 'nope'"),
     (["--batch", "0"], "--batch"),
 ])
 def test_bench_bad_input(capsys, argv, message):
@@ -287,6 +287,19 @@ def test_bench_bad_pcap_and_pipeline(capsys, tmp_path):
     assert rc == 2 and str(bad) in err
     rc, _, err = _bench(capsys, str(tmp_path / "missing.toml"))
     assert rc == 2 and "missing.toml" in err
+
+
+def test_bench_pipeline_without_captures(capsys, tmp_path):
+    (tmp_path / "x.flows").write_text("actions=drop\n")
+    (tmp_path / "x.toml").write_text('[pipeline]\nname = "x"\nflows = "x.flows"\n\n'
+                                     '[[port]]\nname = "p1"\nofport = 1\ntype = "pcap"\n')
+    rc, _, err = _bench(capsys, str(tmp_path / "x.toml"))
+    assert rc == 2 and "no input capture to benchmark with" in err and "--pcap" in err
+    rc, out, err = _bench(capsys, str(tmp_path / "x.toml"), "--pcap", str(ROOT / "fixtures/pcaps/l2-mix.pcap"),
+                          "--flows", "1", "--repeat", "1", "--packets", "10", "--json")
+    assert rc == 0, err
+    w = json.loads(out)["per_pass"]
+    assert w["left"] == 0 and w["dropped"] == w["received"] == w["drops"]["action_drop"]
 
 
 def test_bench_as_a_process():

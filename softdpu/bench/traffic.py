@@ -66,12 +66,22 @@ def read_trace(dpu, pcap=None):
     from softdpu.pipeline import _merged, _single
     from softdpu.ports.capture import open_capture
 
+    from pathlib import Path
+
+    where = dpu.config.path
     if pcap is not None:
         name, path = pcap
-        sources = dpu.inputs({name: path})
-        sources = [(p, f) for p, f in sources if p.name == name]
+        ports = {p.name: p for p in dpu.ports}
+        if name not in ports:
+            raise SoftdpuError(f"{where}: --pcap: no port named {name!r}; ports are: {', '.join(ports)}")
+        if not Path(path).is_file():
+            raise SoftdpuError(f"--pcap: no such capture file: {path}")
+        sources = [(ports[name], Path(path))]
     else:
-        sources = dpu.inputs()
+        sources = [(p, p.options["input"]) for p in dpu.ports if p.options.get("input")]
+        if not sources:
+            raise SoftdpuError(f"{where}: no input capture to benchmark with: give a port an input file "
+                               "or use --pcap [PORT=]FILE")
     scratch = Batch(dpu.batch.size, dpu.batch.max_frame, fanout=1, clones=0)
     readers = [open_capture(path, port.ofport) for port, path in sources]
     out = []
