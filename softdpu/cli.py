@@ -1,6 +1,7 @@
 """The softdpu command line.
 
   softdpu run PIPELINE [--in PORT=FILE ...] [--out-dir DIR] [--batch N]
+  softdpu check PIPELINE CASE_DIR... [--update]   (golden cases: softdpu/testing/check.py)
   softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
   softdpu trace PIPELINE [--in PORT=FILE ...] [--packet N|N-M ...] [--json]
   softdpu dump-conntrack PIPELINE [--in PORT=FILE ...] [--zone N] [-s]
@@ -86,6 +87,12 @@ def build_parser():
     dct.add_argument("--zone", type=int, default=None, metavar="N", help="only connections of zone N")
     dct.add_argument("-s", "--stats", action="store_true", help="also packets, bytes and expiry per connection")
     dct.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
+    chk = sub.add_parser("check", help="golden cases: run CASE_DIR/in/PORT.pcap, compare with "
+                                       "CASE_DIR/expected/PORT.pcap (and expected/drops.toml); exit 1 on a difference")
+    chk.add_argument("pipeline", help="the pipeline file (.toml)")
+    chk.add_argument("cases", nargs="+", metavar="CASE_DIR", help="a directory with in/ and expected/")
+    chk.add_argument("--update", action="store_true", help="write the outputs and drop counts as the expectations")
+    chk.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
     pol = sub.add_parser("compile-policy", help="print the flows (ovs-ofctl add-flows syntax) the pipeline's "
                                                  "[firewall] section compiles into")
     pol.add_argument("pipeline", help="the pipeline file (.toml)")
@@ -278,13 +285,21 @@ def cmd_dump_conntrack(args, out):
     return 0
 
 
+def cmd_check(args, out):
+    from softdpu.testing import check
+
+    if args.batch is not None and not 1 <= args.batch <= 65536:
+        raise SoftdpuError(f"--batch: expected 1..65536, got {args.batch}")
+    return check.main(args.pipeline, args.cases, update=args.update, batch=args.batch, out=out)
+
+
 def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace,
-                "dump-conntrack": cmd_dump_conntrack,
+                "dump-conntrack": cmd_dump_conntrack, "check": cmd_check,
                 "compile-policy": cmd_compile_policy, "bench": cmd_bench}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)

@@ -16,6 +16,7 @@ from softdpu import cli, config, policy
 from softdpu.errors import ConfigError
 from softdpu.pipeline import Dpu
 from softdpu.stages.flows.syntax import parse_text
+from softdpu.testing import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_764_000_000_000_000_000
@@ -312,29 +313,35 @@ def ip_packets(out):
 
 
 def test_allowed_connection_and_its_replies_pass_others_drop(tmp_path):
+    """A conversation through the policy, packet by packet (softdpu.testing: one Dpu, state carried over)."""
+    dpu = Harness.load(pipeline(tmp_path))
+    for port, arp in learn():
+        dpu.send(port, arp)
+    dpu.clear()
+
+    def passes(port, pkt, to):
+        dpu.send(port, pkt)
+        dpu.expect(to, pkt)
+        dpu.expect_nothing_else()
+
+    def dropped(port, pkt):
+        dpu.send(port, pkt)
+        dpu.expect_drop("action_drop")
+        dpu.expect_nothing_else()
+
     web = lambda l4: eth(1, 2) / IP(src="10.0.1.5", dst="10.0.2.10") / l4   # noqa: E731
     db = lambda l4: eth(2, 1) / IP(src="10.0.2.10", dst="10.0.1.5") / l4    # noqa: E731
-    packets = learn() + [
-        (1, web(TCP(sport=40000, dport=5432, flags="S", seq=100))),
-        (2, db(TCP(sport=5432, dport=40000, flags="SA", seq=500, ack=101))),
-        (1, web(TCP(sport=40000, dport=5432, flags="A", seq=101, ack=501))),
-        (2, db(TCP(sport=5432, dport=40000, flags="PA", seq=501, ack=101) / b"rows")),
-        (2, db(TCP(sport=5432, dport=40001, flags="S", seq=1))),                 # db opens: no rule
-        (1, web(TCP(sport=40002, dport=22, flags="S", seq=1))),                  # ssh: no rule
-        (1, web(UDP(sport=5353, dport=53))),                                     # stateless allow
-        (2, db(UDP(sport=53, dport=5353))),                                      # its reply: no rule
-        (3, eth(3, 2) / IP(src="192.0.2.1", dst="10.0.2.10") / ICMP(type=8)),   # admins by port
-        (2, eth(2, 3) / IP(src="10.0.2.10", dst="192.0.2.1") / ICMP(type=0)),   # the reply: +est
-    ]
-    out, stats = run(tmp_path, packets)
-    to_db = ip_packets(out[2])
-    to_web = ip_packets(out[1])
-    assert [p[TCP].flags for p in to_db if TCP in p] == ["S", "A"]
-    assert [bytes(p) for p in to_db if UDP in p] == [bytes(packets[9][1])]
-    assert [p[TCP].flags for p in to_web] == ["SA", "PA"]
-    assert [p[ICMP].type for p in ip_packets(out[3])] == [0]
-    assert [p[ICMP].type for p in to_db if ICMP in p] == [8]
-    assert stats.drop_counts() == {"action_drop": 3}
+    passes(1, web(TCP(sport=40000, dport=5432, flags="S", seq=100)), 2)            # web to db: pg
+    passes(2, db(TCP(sport=5432, dport=40000, flags="SA", seq=500, ack=101)), 1)   # its replies
+    passes(1, web(TCP(sport=40000, dport=5432, flags="A", seq=101, ack=501)), 2)
+    passes(2, db(TCP(sport=5432, dport=40000, flags="PA", seq=501, ack=101) / b"rows"), 1)
+    dropped(2, db(TCP(sport=5432, dport=40001, flags="S", seq=1)))                 # db opens: no rule
+    dropped(1, web(TCP(sport=40002, dport=22, flags="S", seq=1)))                  # ssh: no rule
+    passes(1, web(UDP(sport=5353, dport=53)), 2)                                   # stateless allow
+    dropped(2, db(UDP(sport=53, dport=5353)))                                      # its reply: no rule
+    passes(3, eth(3, 2) / IP(src="192.0.2.1", dst="10.0.2.10") / ICMP(type=8), 2)  # admins by port
+    passes(2, eth(2, 3) / IP(src="10.0.2.10", dst="192.0.2.1") / ICMP(type=0), 3)  # the reply: +est
+    assert dpu.stats.drop_counts() == {"action_drop": 3}
 
 
 def _checksums_ok(p):
