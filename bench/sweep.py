@@ -15,7 +15,9 @@ connections (PNG plots in bench/plots/), and peak memory for 1M connections / 10
   memory   peak RSS (getrusage ru_maxrss) of a fresh process that (a) sets up 1M connections
            in pipelines/firewall (conntrack size 1M) and (b) compiles 100k rules and runs
            traffic through them; each next to a baseline process that does the same with
-           1k connections / 100 rules, so the difference is the table's cost
+           1k connections / 100 rules, so the difference is the table's cost (the baseline runs
+           twice, the first time only to fill numba's cache: a process that compiles kernels
+           peaks higher than one that loads them)
 
 Times are the thread's CPU time by default (--clock cpu; `softdpu bench --clock cpu`, and
 the older benches' perf_counter swapped for time.thread_time), so that what other
@@ -148,7 +150,7 @@ def memory(log=print):
     out = {}
     for kind, n, base in (("conns", 1_000_000, 1_000), ("rules", 100_000, 100)):
         res = {}
-        for m in (base, n):
+        for m in (base, base, n):      # the first run fills numba's cache: compiling in-process costs RSS
             r = subprocess.run([sys.executable, "-c", code, kind, str(m)], capture_output=True, text=True,
                                timeout=1800, cwd=ROOT)
             if r.returncode:
