@@ -307,7 +307,8 @@ def test_bench_as_a_process():
                         "--repeat", "1", "--packets", "100", "--flows", "1", "--json"],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["command"].startswith("softdpu bench ")
+    assert json.loads(r.stdout)["command"] == (f"softdpu bench {ROOT / 'pipelines' / 'l2-passthrough.toml'} "
+                                               "--repeat 1 --packets 100 --flows 1 --json")
 
 
 def test_build_refuses_to_rewrite_a_long_capture(monkeypatch):

@@ -123,7 +123,7 @@ def main(args, out=sys.stdout):
     """The `softdpu bench` command (args from cli.py's parser)."""
     res = run_bench(args.pipeline, size=args.size, flows=args.flows, pcap=args.pcap, repeat=args.repeat,
                     packets=args.packets, loads=args.tax, batch=args.batch, clock=args.clock)
-    res["command"] = "softdpu bench " + " ".join(shlex.quote(a) for a in (args.argv or []))
+    res["command"] = "softdpu " + " ".join(shlex.quote(a) for a in (args.argv or []))
     if args.json:
         json.dump(res, out, indent=2)
         print(file=out)
