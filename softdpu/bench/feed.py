@@ -49,7 +49,6 @@ class Feeder:
         self.meta[:, M_IN_PORT] = in_port
         self.meta[:, M_DROP] = 0
         self.clock = T0
-        self.steps = np.arange(size, dtype=np.int64) * NS_PER_PKT_CLOCK
 
     def batches(self):
         return range(0, len(self.frames), self.size)
