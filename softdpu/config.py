@@ -20,7 +20,8 @@ wrong type or range, a duplicate port name or number, a missing file.
 Each error names the file, the line (found by reading the text) and the key.
 The schema is plain data: later port types add entries to PORT_TYPES.
 Tunnel ports (vxlan, geneve), the underlay's mac/mtu and [[neighbor]] tables
-are in config_tunnels.py.  A [firewall] section (micro-segmentation: groups, services,
+are in config_tunnels.py; IPsec SAs and policies ([[esp.sa]], [[esp.policy]],
+[port.ipsec]) in config_esp.py.  A [firewall] section (micro-segmentation: groups, services,
 ordered rules) is read by policy.py and compiled into flows run before the
 .flows file's.
 """
@@ -29,7 +30,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from softdpu import config_tunnels
+from softdpu import config_esp, config_tunnels
 from softdpu.batch import DEFAULT_MAX_FRAME, DEFAULT_SIZE
 from softdpu.errors import ConfigError
 
@@ -88,6 +89,7 @@ class PipelineConfig:
     conntrack_size: int = 1_000_000                 # [conntrack] size: connections ct() can track
     conntrack_timeouts: object = None               # [conntrack.timeouts]: a CtTimeouts, or OVS's
     firewall: object = None                         # [firewall]: a policy.Firewall, compiled before the flows
+    esp: object = None                              # [[esp.sa]], [[esp.policy]], [port.ipsec]: config_esp
 
     def port(self, name):
         for p in self.ports:
@@ -175,7 +177,7 @@ def _unknown(path, loc_line, table, known, got):
 def _validate(path, doc, loc):
     base = path.parent
     _unknown(path, lambda k: _top_line(loc, k), "",
-             {"pipeline", "port", "neighbor", "geneve_option", "conntrack", "firewall"}, doc)
+             {"pipeline", "port", "neighbor", "geneve_option", "conntrack", "firewall", "esp"}, doc)
     pipe = doc.get("pipeline")
     if pipe is None:
         raise ConfigError(path, "pipeline", "missing [pipeline] table")
@@ -232,6 +234,7 @@ def _validate(path, doc, loc):
     cfg.neighbors = config_tunnels.neighbours(path, doc, loc)
     cfg.geneve_options = config_tunnels.geneve_options(path, doc, loc)
     _conntrack(path, doc, loc, cfg)
+    cfg.esp = config_esp.load(path, doc, loc, cfg.ports)
     if "firewall" in doc:                           # micro-segmentation: policy.py
         from softdpu import policy
         cfg.firewall = policy.parse(path, doc["firewall"], loc, cfg.ports)
@@ -264,12 +267,16 @@ def _port(path, base, i, p, loc, names, numbers):
     tunnel = ptype in config_tunnels.TUNNEL_TYPES
     extra = config_tunnels.TUNNEL_KEYS if tunnel else config_tunnels.UNDERLAY_KEYS
     known = {**PORT_COMMON, **PORT_VLAN, **schema, **extra}
+    if tunnel:
+        known["ipsec"] = (dict, "[port.ipsec]")             # config_esp.py
     for key in p:
         if key not in known:
             raise ConfigError(path, f"port[{i}].{key}",
                               f"unknown key for a {ptype} port; expected one of: {', '.join(sorted(known))}",
                               line(key))
     options = _vlan_options(path, i, p, line)
+    if "ipsec" in p:
+        options["ipsec"] = p["ipsec"]               # checked by config_esp once the SAs are read
     if tunnel:
         options.update(config_tunnels.tunnel_options(path, i, p, line))
     else:

@@ -50,6 +50,21 @@ REASONS = (
     ("recirc_limit", "more than 6 ct(table=N) recirculations for one packet"),
     # the reject action (flows/reject.py)
     ("rejected", "a flow's reject action: dropped, and the sender told (TCP RST / ICMP unreachable)"),
+    # IPsec ESP (stages/esp)
+    ("esp_unknown_spi", "ESP to one of our SA addresses with an SPI no inbound SA has"),
+    ("esp_replay", "ESP sequence number already received (anti-replay window, RFC 4303 3.4.3)"),
+    ("esp_too_old", "ESP sequence number left of the anti-replay window"),
+    ("esp_icv", "ESP integrity check (AEAD tag) failed: wrong key, or the packet was altered"),
+    ("esp_bad_padding", "ESP padding bytes not 1, 2, 3, ... or pad length past the payload"),
+    ("esp_bad_inner", "ESP next header not what the SA's mode carries (IPv4/IPv6 in tunnel mode)"),
+    ("esp_bad_checksum", "outer IPv4 header checksum wrong on an ESP packet for one of our SAs"),
+    ("esp_truncated", "ESP packet too short for its header, IV, trailer and ICV"),
+    ("esp_seq_exhausted", "outbound SA used up its sequence numbers: it stops, never wraps (rekey)"),
+    ("esp_mtu", "with the ESP overhead the packet would exceed the port's MTU"),
+    ("esp_no_room", "no clone row, headroom or tailroom left to add the ESP headers"),
+    ("esp_unprotected", "a plaintext packet that an inbound IPsec policy requires protected"),
+    ("esp_policy_mismatch", "decrypted packet that the SA's inbound traffic selectors do not allow"),
+    ("esp_unsupported", "under a transport-mode SA: an IP fragment or IPv6 extension headers"),
 )
 
 NAMES = tuple(name for name, _ in REASONS)
@@ -92,6 +107,20 @@ PUNTED = CODE["punted"]
 CT_FULL = CODE["ct_full"]
 RECIRC_LIMIT = CODE["recirc_limit"]
 REJECTED = CODE["rejected"]
+ESP_UNKNOWN_SPI = CODE["esp_unknown_spi"]
+ESP_REPLAY = CODE["esp_replay"]
+ESP_TOO_OLD = CODE["esp_too_old"]
+ESP_ICV = CODE["esp_icv"]
+ESP_BAD_PADDING = CODE["esp_bad_padding"]
+ESP_BAD_INNER = CODE["esp_bad_inner"]
+ESP_BAD_CHECKSUM = CODE["esp_bad_checksum"]
+ESP_TRUNCATED = CODE["esp_truncated"]
+ESP_SEQ_EXHAUSTED = CODE["esp_seq_exhausted"]
+ESP_MTU = CODE["esp_mtu"]
+ESP_NO_ROOM = CODE["esp_no_room"]
+ESP_UNPROTECTED = CODE["esp_unprotected"]
+ESP_POLICY_MISMATCH = CODE["esp_policy_mismatch"]
+ESP_UNSUPPORTED = CODE["esp_unsupported"]
 
 
 def describe(code):

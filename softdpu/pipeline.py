@@ -4,8 +4,8 @@
     stats = dpu.run_pcaps(out_dir="out")          # default inputs from the file
     dpu.process(batch)                            # one filled batch, for tests
 
-Each batch goes: ports fill it -> parse -> flow tables -> ports write the
-tx list -> counters.  With several input captures the packets are merged in
+Each batch goes: ports fill it -> parse -> [esp-in -> decap] -> flow tables
+-> [encap -> esp-out] -> ports write the tx list -> counters.  With several input captures the packets are merged in
 timestamp order (ties: ports in file order, then file order).  Everything
 lives on the Dpu object: two Dpus in one process do not share state.
 """
@@ -23,6 +23,7 @@ from softdpu.ports.copy_rows import copy_rows
 from softdpu.ports.pcap_write import PcapWriter
 from softdpu.stages.flows.actions import port_index_table
 from softdpu.stages.flows.stage import FlowTables
+from softdpu.stages.esp.stage import Esp
 from softdpu.stages.flows.outputs import S_CLONES, S_TUNNELS
 from softdpu.stages.parse import Parse
 from softdpu.stages.tunnel.stage import Tunnels
@@ -53,8 +54,8 @@ class Dpu:
         fanout = self.flows.max_outputs
         # rows for modified copies: one per tx entry, at most 4096 (8 MB of 2 kB slots)
         clones = min(cfg.batch * fanout, max(4096, cfg.batch)) if self.flows.rewrites else 0
-        if any(p.type in TUNNEL_TYPES for p in cfg.ports):
-            # a copy to a tunnel that other outputs share is wrapped in a clone row
+        if any(p.type in TUNNEL_TYPES for p in cfg.ports) or cfg.esp:
+            # a copy to a tunnel (or one ESP protects) that other outputs share is wrapped in a clone row
             clones = max(clones, min(cfg.batch * fanout, max(4096, cfg.batch)))
         self.batch = Batch(cfg.batch, cfg.max_frame, fanout=fanout, clones=clones)
         self.tunnels = Tunnels(cfg.ports, cfg.neighbors, self.batch.data.shape[0], cfg.geneve_options)
@@ -65,7 +66,9 @@ class Dpu:
         self.stats = Stats(cfg.ports, cfg.batch)
         self.stats.lost_copies = self.flows.lost_copies
         self.stats.expired_flows = lambda: self.flows.expired
-        self.stats.extra_lines = self.tunnels.lines
+        self.esp = Esp(cfg.esp, cfg.ports, self.batch.data.shape[0], cfg.max_frame) if cfg.esp else None
+        self.stats.extra_lines = (self.tunnels.lines if self.esp is None
+                                  else lambda: self.tunnels.lines() + self.esp.lines())
         self.tracer = None        # also builds self.steps
         self.process(self.batch)  # an empty batch: loads the compiled kernels now, not mid-run
 
@@ -93,6 +96,10 @@ class Dpu:
         steps = [("parse", self.parse.run)]
         if trace is not None:
             steps.append(("trace", trace.after_parse))
+        if self.esp is not None:
+            steps.append(("esp-in", lambda batch: self.esp.inbound(batch, self.config.drop_malformed)))
+            if trace is not None:
+                steps.append(("trace", trace.after_esp_in))
         if self.tunnels:
             steps.append(("decap", lambda batch: self.tunnels.decap(batch, self.config.drop_malformed)))
         if trace is not None:
@@ -107,8 +114,16 @@ class Dpu:
             steps.append(("encap", lambda batch: self.tunnels.encap(batch, int(self.flows.state[S_CLONES]))))
             if trace is not None:
                 steps.append(("trace", trace.after_encap))
+        if self.esp is not None:
+            steps.append(("esp-out", self._esp_out))
+            if trace is not None:
+                steps.append(("trace", trace.after_esp_out))
         steps.append(("stats", lambda batch: self.stats.add(batch, self.port_index)))
         return steps
+
+    def _esp_out(self, batch):
+        used = int(self.tunnels.clones[0]) if self.tunnels else int(self.flows.state[S_CLONES])
+        self.esp.outbound(batch, used)
 
     def process(self, batch):
         """Run the stages over one filled batch and count it."""

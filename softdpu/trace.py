@@ -44,6 +44,7 @@ from softdpu.batch import (M_DROP, M_IN_PORT, M_LEN, M_ORIGIN, M_PARSE_ERR, M_TR
 from softdpu.dump_flows import _shown, format_match
 from softdpu.trace_flow import (_ct_state_text, _field_value, _first_fragment_ports, _get, _nd_text,
                                 _outer_text, _put_ports, _set_pieces, changes, flow_text)
+from softdpu.stages.esp.jobs import J_ROW, J_SA, J_SEQ
 from softdpu.stages.flows import trace_records as tr
 from softdpu.stages.flows.action_syntax import GUARD
 
@@ -74,6 +75,8 @@ class PacketTrace:
     sent: list = field(default_factory=list)    # ofports its copies really went to, in tx order
     decap: str = ""              # how a tunnel port took it off its underlay, if it did
     wire: list = None            # after encapsulation: [(ofport, bytes, outer header text or "")]
+    esp: str = ""                # how ESP decrypted it before the flow tables, if it did
+    esp_out: list = None         # after esp-out: [(ofport, bytes, "Encrypted ..." text or "")] sent
 
 
 class Tracer:
@@ -115,11 +118,45 @@ class Tracer:
                                      self._names.get(int(m[i, M_IN_PORT]), "?"), int(m[i, M_TS]),
                                      int(m[i, M_WIRE_LEN]), batch.key[i].copy(), int(m[i, M_PARSE_ERR]))
                          for i in rows]
+        esp = getattr(self, "_esp_in", {})
         for i, t in zip(rows, self._pending):
+            t.esp = esp.get(int(i), "")
             t.decap = self._decap_text(batch, i)
             t.first_fragment_ports = _first_fragment_ports(batch, i)
             t.nd = self._nd[int(i)]
         self._dropped_before = {int(i): int(m[i, M_DROP]) for i in rows}
+
+    def after_esp_in(self, batch):
+        """After esp-in: which traced rows ESP decrypted, with which SA (from the stage's job list)."""
+        esp = self.dpu.esp
+        jobs = esp.jobs
+        self._esp_in = {}
+        wanted = set(int(i) for i in self._rows)
+        for j in range(jobs.n):
+            row = int(jobs.jobs[j, J_ROW])
+            if row in wanted and batch.meta[row, M_DROP] == 0:
+                sa = esp.table.sas[int(jobs.jobs[j, J_SA])]
+                self._esp_in[row] = (f"Decrypted by ESP SA {sa.name} (spi {sa.spi:#x}, {sa.mode} mode, {sa.aead}, "
+                                     f"seq {int(jobs.jobs[j, J_SEQ])}): a {int(batch.meta[row, M_LEN])}-byte frame")
+
+    def after_esp_out(self, batch):
+        """After esp-out: the copies of each traced packet that leave, and which ESP SA encrypted them."""
+        esp = self.dpu.esp
+        jobs = esp.jobs
+        how = {}
+        for j in range(jobs.n):
+            sa = esp.table.sas[int(jobs.jobs[j, J_SA])]
+            how[int(jobs.jobs[j, J_ROW])] = (f"Encrypted by ESP SA {sa.name} (spi {sa.spi:#x}, {sa.mode} mode, "
+                                             f"{sa.aead}, seq {int(jobs.jobs[j, J_SEQ])})")
+        out = {}
+        for row, port in batch.tx[: batch.n_tx, :2]:
+            origin = int(batch.meta[row, M_ORIGIN]) if row >= batch.size else int(row)
+            out.setdefault(origin, []).append((int(port), int(batch.meta[row, M_LEN]), how.get(int(row), "")))
+        for i, t in getattr(self, "_esp_rows", []):
+            t.esp_out = out.get(int(i), [])
+            if not t.esp_out and not t.drop:
+                t.drop = int(batch.meta[i, M_DROP])
+        self._esp_rows = []
 
     def _decap_text(self, batch, i):
         key = batch.key[i]
@@ -172,6 +209,7 @@ class Tracer:
             self.traces.append(t)
         batch.meta[self._rows, M_TRACED] = 0
         self._rows_done, self._done = self._rows, self._pending
+        self._esp_rows = list(zip(self._rows, self._pending))
         self._pending = []
 
 
@@ -336,7 +374,8 @@ def explain(trace, program, names, bridge="softdpu"):
     if trace.first_fragment_ports is not None:
         _put_ports(shown, trace.first_fragment_ports)
     flow = flow_text(shown) + trace.nd
-    lines = [head] + ([trace.decap] if trace.decap else []) + [f"Flow: {flow}"]
+    lines = ([head] + ([trace.esp] if trace.esp else []) + ([trace.decap] if trace.decap else [])
+             + [f"Flow: {flow}"])
     doc = {"packet": trace.number, "in_port": trace.in_port, "port": names.get(trace.in_port),
            "ts_ns": trace.ts_ns, "length": trace.length, "flow": flow}
     if trace.parse_error:
@@ -383,6 +422,24 @@ def explain(trace, program, names, bridge="softdpu"):
                          + (f" ({len(r.outputs) - len(trace.wire)} copies not sent: see the tunnel counters)"
                             if len(trace.wire) < len(r.outputs) else ""))
             doc["drop"] = None
+    if trace.esp_out is not None and r.outputs:     # the ESP stage ran after the flow tables
+        doc.pop("drop", None)
+        if lines[-1].startswith("Result: "):
+            lines.pop()
+        for port, size, how in trace.esp_out:
+            if how:
+                lines.append(f"{how}; out of {names.get(port, port)} (port {port}), {size} bytes")
+        doc["esp"] = [{"ofport": p, "port": names.get(p), "bytes": n, "encrypted": h or None}
+                      for p, n, h in trace.esp_out]
+        if not trace.esp_out:
+            name, why = drops.describe(trace.drop or drops.ESP_NO_ROOM)
+            lines.append(f"Result: dropped: {name} ({why})")
+            doc["drop"] = {"reason": name, "description": why}
+        else:
+            lines.append("Result: sent to " + ", ".join(names.get(p, f"port {p}") for p, _, _ in trace.esp_out))
+            doc["drop"] = None
+    if trace.esp:
+        doc["decrypted"] = trace.esp
     if "drop" in doc:
         pass
     elif r.outputs:

@@ -77,7 +77,7 @@ def test_invalid_toml_later_in_the_file(tmp_path):
 ], ids=["table", "key", "misspelt-array-of-tables"])
 def test_unknown_top_level_key(tmp_path, text, line, key):
     path, err = error_of(tmp_path, text)
-    check(err, path, line, key, "unknown key", "expected one of: conntrack, firewall, geneve_option, neighbor, pipeline, port")
+    check(err, path, line, key, "unknown key", "expected one of: conntrack, esp, firewall, geneve_option, neighbor, pipeline, port")
 
 
 def test_missing_pipeline_table(tmp_path):
