@@ -138,6 +138,17 @@ def test_resize_tcp_pads_keeping_the_segment():
     assert out[:len(TCP_FRAME)] == TCP_FRAME
 
 
+def test_resize_and_replicate_leave_esp_alone():
+    from scapy.layers.ipsec import ESP
+    esp = bytes(Ether() / IP(src="203.0.113.2", dst="198.51.100.1") / ESP(spi=0x1001, seq=1, data=b"c" * 60))
+    for size in (64, 512):
+        out = resize(esp, size)
+        assert out[:len(esp)] == esp and len(out) == max(size, len(esp))
+    natt = bytes(Ether() / IP(src="203.0.113.2", dst="198.51.100.1") / UDP(sport=4500, dport=4500, chksum=0)
+                 / ESP(spi=0x1001, seq=1, data=b"c" * 60))
+    assert (replicate(natt, np.arange(3)) == np.frombuffer(natt, np.uint8)).all()
+
+
 def test_resize_cannot_cut_headers():
     big = bytes(Ether() / IP() / TCP() / (b"x" * 100))
     assert len(resize(big, 64)) == len(big)

@@ -13,17 +13,20 @@ rebuilt with scapy with its innermost UDP/ICMP/other payload grown or cut so
 the frame is the size; lengths and checksums are recomputed (a checksum of 0,
 "none", stays 0).  TCP segments keep their payload (so sequence numbers and
 conntrack's windows stay right) and are padded with an Ethernet trailer
-instead.  A packet whose headers alone are longer than the size keeps its
-headers (`too_big` counts them; the mean size says what was measured).
+instead, and so are ESP packets (their ciphertext and ICV cannot change).  A
+packet whose headers alone are longer than the size keeps its headers
+(`too_big` counts them; the mean size says what was measured).
 With IMIX the k-th packet of the pool takes IMIX_PATTERN[k % 12].
 
 Flows (`--flows N`): the trace is replicated N times; in copy k every TCP
-and UDP header (also one quoted in an ICMP error; not a tunnel's outer UDP)
-has its ephemeral port, the larger of the two when it is >= 1024, mapped
+and UDP header (also one quoted in an ICMP error; not a tunnel's outer UDP
+nor NAT-T ESP's) has its ephemeral port, the larger of the two when >= 1024, mapped
 1024 + (port - 1024 + 7919 k) mod 64512: both directions of a connection map
 alike, so copy k is k new connections of the same shape.  The enclosing
 TCP/UDP/ICMP checksums are updated incrementally (RFC 1624).  The pool is the
-copies in order, repeated up to at least `min_pool` packets.
+copies in order, repeated up to at least `min_pool` packets.  Inbound ESP
+packets are replayed as captured: after their first pass the receiving SA's
+anti-replay window drops them (esp_replay), as it should.
 """
 from dataclasses import dataclass
 
@@ -38,7 +41,7 @@ MIN_POOL = 65_536
 MAX_POOL_BYTES = 1 << 30
 MAX_TRACE_REWRITE = 50_000           # trace packets --size / --flows may rebuild with scapy
 _STRIDE = 7919                       # coprime with 64512: k -> port is one to one
-TUNNEL_PORTS = (4789, 6081)          # VXLAN, Geneve: the outer UDP is left alone
+TUNNEL_PORTS = (4789, 6081, 4500)    # VXLAN, Geneve, NAT-T ESP: the outer UDP is left alone
 
 
 @dataclass
@@ -102,6 +105,7 @@ def _scapy():
     """Load the scapy layers the traces need (VXLAN and Geneve are not loaded by default)."""
     import scapy.contrib.geneve  # noqa: F401
     import scapy.layers.inet6  # noqa: F401
+    import scapy.layers.ipsec  # noqa: F401
     import scapy.layers.vxlan  # noqa: F401
 
 
@@ -116,6 +120,7 @@ def _layers(pkt):
 def resize(frame, size):
     """frame (bytes) rebuilt to `size` bytes as the module docstring says; may come out longer."""
     from scapy.layers.inet import TCP, UDP
+    from scapy.layers.ipsec import ESP
     from scapy.layers.l2 import Ether
     from scapy.packet import Padding, Raw
 
@@ -125,8 +130,8 @@ def resize(frame, size):
     try:
         pkt = Ether(frame)
         layers = _layers(pkt)
-        if any(isinstance(x, TCP) for x in layers) or not layers:
-            raise ValueError("pad")            # keep the segment, pad the frame
+        if any(isinstance(x, (TCP, ESP)) for x in layers) or not layers:
+            raise ValueError("pad")            # keep the segment (or the ciphertext), pad the frame
         tunnel = [x for x in layers if isinstance(x, UDP) and (x.dport in TUNNEL_PORTS or x.sport in TUNNEL_PORTS)]
         if tunnel and not any(isinstance(x, Ether) for x in layers[1:]):
             raise ValueError("pad")            # a tunnel packet scapy cannot open
