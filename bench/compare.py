@@ -87,7 +87,7 @@ def softdpu_case(pipeline, port, pcap, repeat=3, packets=200_000):
 
 
 SCAPY_ANALOG = {"l2-passthrough": "output", "l2-switch": "normal", "firewall": "firewall", "microseg": "firewall",
-                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan", "acl": None}
+                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}     # others (acl, ipsec-*): none
 OVS_ANALOG = {"vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}   # tunnel pipelines: the vxlan case
 
 
@@ -111,6 +111,13 @@ def pipeline_traffic(pipeline, tmp, size="64", flows=1024):
     return pcaps, frames
 
 
+def note_esp(pipeline):
+    """Why a pipeline with IPsec SAs has no OVS-DPDK row, or None."""
+    from softdpu import config
+
+    return "ESP: no OVS-DPDK peer (OVS's IPsec is the kernel's)" if config.load(pipeline).esp else None
+
+
 def compare_pipelines(rounds=3, seconds=5.0, ovs=True, log=print, size="64", flows=1024):
     """Every example pipeline on its own traffic (softdpu bench --size 64 --flows 1024 --clock cpu), next
     to OVS-DPDK running the same .flows on the same packets (per port) and the scapy analog."""
@@ -132,7 +139,7 @@ def compare_pipelines(rounds=3, seconds=5.0, ovs=True, log=print, size="64", flo
                 s.append({"mpps": b["total"]["mpps"], "ns": b["total"]["ns_per_packet"],
                           "out": round(w["copies_out"] / w["received"], 3)})
                 log(f"round {r + 1} {p.stem:15s} softdpu {s[-1]['mpps']:6.2f} Mpps")
-                if why is None and p.stem not in OVS_ANALOG:
+                if why is None and p.stem not in OVS_ANALOG and not note_esp(p):
                     try:
                         o.append(run_pipeline(p, pcaps, seconds=seconds))
                         log(f"round {r + 1} {p.stem:15s} OVS-DPDK {o[-1]['mpps_cpu']:6.2f} Mpps per CPU second")
@@ -148,7 +155,7 @@ def compare_pipelines(rounds=3, seconds=5.0, ovs=True, log=print, size="64", flo
                            "ovs_dpdk_wall_mpps": _med([x["mpps"] for x in o]),
                            "ovs_dpdk_out_per_packet": o[-1]["out_per_packet"] if o else None,
                            "ovs_dpdk_note": None if o else (f"see the {OVS_ANALOG[p.stem]} case" if p.stem in OVS_ANALOG
-                                                            else note),
+                                                            else note_esp(p) or note),
                            "scapy_analog": analog, "scapy_mpps": sc["mpps"] if sc else None}
     return out
 

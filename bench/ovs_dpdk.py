@@ -233,6 +233,9 @@ def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None):
     cfg = config.load(pipeline)
     if any(p.type != "pcap" for p in cfg.ports):
         raise OvsError(f"{cfg.name}: tunnel ports are not set up in OVS-DPDK here (see the vxlan case)")
+    if getattr(cfg, "esp", None):
+        raise OvsError(f"{cfg.name}: IPsec ESP has no OVS-DPDK peer here (OVS's IPsec is the kernel's, "
+                       "keyed by an IKE daemon)")
     text = Path(cfg.flows).read_text()
     if cfg.firewall is not None:
         text = "\n".join(policy.compile_flows(cfg.firewall, ovs=True)) + "\n" + text
