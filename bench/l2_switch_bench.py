@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softdpu.batch import HEADROOM, M_COLS, M_DROP, M_IN_PORT, M_LEN, M_START, M_TS, M_WIRE_LEN  # noqa: E402
+from softdpu.bench.feed import NS_PER_PKT_CLOCK, T0, Feeder  # noqa: E402,F401 (the other benches import them from here)
 from softdpu.pipeline import Dpu  # noqa: E402
 
 FRAME = 64
@@ -48,8 +48,6 @@ FRAME = 64
 clock = time.thread_time if os.environ.get("SOFTDPU_BENCH_CLOCK") == "cpu" else time.perf_counter
 HOSTS = 1000
 POOL = 65_536
-T0 = 1_700_000_000 * 10**9
-NS_PER_PKT_CLOCK = 67
 PORTS = {1: 10, 2: 20, 3: None, 4: 10}   # ofport -> access VLAN (None: trunk 10+20)
 BROADCAST, UNKNOWN = 0.02, 0.01
 
@@ -156,38 +154,6 @@ def arp_hello(h):
     n = len(src)
     f = frames(src, np.full(n, 0xFFFF_FFFF_FFFF, np.uint64), ip[(src + 1) % n], np.ones(n, np.int64), h)
     return f, port.astype(np.int64)
-
-
-class Feeder:
-    """Refills a batch as the pcap reader does (put_packet), from same-length frames in memory
-    (uint8[n, length]); the other in-memory benches use it too."""
-
-    def __init__(self, frames_, in_port, size):
-        self.frames, self.size = frames_, size
-        self.flen = frames_.shape[1]
-        n = len(frames_)
-        self.meta = np.zeros((n, M_COLS), np.int64)
-        self.meta[:, M_START] = HEADROOM
-        self.meta[:, M_LEN] = self.flen
-        self.meta[:, M_WIRE_LEN] = self.flen
-        self.meta[:, M_IN_PORT] = in_port
-        self.meta[:, M_DROP] = 0
-        self.clock = T0
-        self.steps = np.arange(size, dtype=np.int64) * NS_PER_PKT_CLOCK
-
-    def batches(self):
-        return range(0, len(self.frames), self.size)
-
-    def fill(self, batch, lo):
-        hi = min(lo + self.size, len(self.frames))
-        n = hi - lo
-        batch.clear()
-        batch.data[:n, HEADROOM: HEADROOM + self.flen] = self.frames[lo:hi]
-        batch.meta[:n] = self.meta[lo:hi]
-        batch.meta[:n, M_TS] = self.clock + self.steps[:n]
-        self.clock += n * NS_PER_PKT_CLOCK
-        batch.n = n
-        return n
 
 
 def _pass_process(dpu, feed):

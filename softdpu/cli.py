@@ -5,6 +5,7 @@
   softdpu dump-flows PIPELINE [--in PORT=FILE ...] [--table N] [--no-stats] [--where]
   softdpu trace PIPELINE [--in PORT=FILE ...] [--packet N|N-M ...] [--json]
   softdpu dump-conntrack PIPELINE [--in PORT=FILE ...] [--zone N] [-s]
+  softdpu bench PIPELINE [--size 64|512|1400|imix] [--flows N] [--pcap [PORT=]FILE] [--tax LOAD] [--json]
   softdpu start PIPELINE [--workers N]   softdpu ctl [--dpu NAME] COMMAND ...
   softdpu lab up|down|status TOPOLOGY    (live mode: softdpu/live/)
 
@@ -99,9 +100,40 @@ def build_parser():
     pol.add_argument("pipeline", help="the pipeline file (.toml)")
     pol.add_argument("--ovs", action="store_true",
                      help="for Open vSwitch, which has no reject action: print reject as drop")
+    bench = sub.add_parser("bench", help="what the pipeline costs per packet, in memory on one core: Mpps, "
+                                         "Gbps, ns and cycles per packet, end to end and per stage")
+    bench.add_argument("pipeline", help="the pipeline file (.toml)")
+    bench.add_argument("--size", choices=("64", "512", "1400", "imix"), default=None,
+                       help="frame size in bytes, or imix (7:4:1 of 64/576/1500); default: as captured")
+    bench.add_argument("--flows", type=int, default=1024, help="copies of the traffic, each its own flows "
+                                                                  "(default 1024)")
+    bench.add_argument("--pcap", type=_bench_pcap, default=None, metavar="[PORT=]FILE",
+                       help="benchmark with this capture (entering PORT, default the first input port) "
+                            "instead of the pipeline's")
+    bench.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported (default 5)")
+    bench.add_argument("--packets", type=int, default=200_000, help="packets per timed run (default 200000)")
+    bench.add_argument("--batch", type=int, default=None, help="packets per batch (default: the pipeline's)")
+    bench.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                       help="time with the wall clock, or this thread's CPU time (leaves out time the core "
+                            "ran other processes; for a shared machine)")
+    bench.add_argument("--tax", action="append", default=[], metavar="LOAD",
+                       help="host cores this load would take: 25G, 100Gbps (line rate, +20 B/frame), "
+                            "10Mpps; repeatable")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
     from softdpu.live import commands as live
     live.add_parsers(sub)
     return ap
+
+
+def _bench_pcap(text):
+    name, sep, path = text.partition("=")
+    return (name, path) if sep and name and path else (None, text)
+
+
+def cmd_bench(args, out):
+    from softdpu.bench.report import main
+
+    return main(args, out)
 
 
 def cmd_compile_policy(args, out):
@@ -269,12 +301,13 @@ def main(argv=None, out=None):
     out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command in ("start", "ctl", "lab"):
             from softdpu.live import commands as live
             return live.run(args, out)
         return {"run": cmd_run, "dump-flows": cmd_dump_flows, "trace": cmd_trace,
                 "dump-conntrack": cmd_dump_conntrack, "check": cmd_check,
-                "compile-policy": cmd_compile_policy}[args.command](args, out)
+                "compile-policy": cmd_compile_policy, "bench": cmd_bench}[args.command](args, out)
     except _UsageError as e:
         print(f"softdpu: error: {e}", file=sys.stderr)
         return 2

@@ -55,7 +55,7 @@ def _put64(data, r, off, v):
     put32(data, r, off + 4, v & 0xFFFFFFFF)
 
 
-@njit(alloc=False)
+@njit(alloc=False, inline=True)
 def _inner_tos(data, r, start, length):
     """TOS / traffic class of the inner IP packet (past up to two VLAN tags), 0 if not IP."""
     off = start + 12
@@ -75,7 +75,7 @@ def _inner_tos(data, r, start, length):
     return 0
 
 
-@njit(alloc=False)
+@njit(alloc=False, inline=True)
 def encap_row(data, meta, r, tun, t, tx, j, neigh, nstate, gopts, n_gopts):
     """Wrap row r for tunnel t in place (meta M_START/M_LEN updated), with the tunnel fields of
     tx entry j.  -> 0, or a drop code."""

@@ -44,7 +44,7 @@ ALL_NODES_MAC = 0x333300000001     # ff02::1's multicast MAC (RFC 2464)
 DYNAMIC = 256                      # learned entries beside the static ones
 
 
-@njit(alloc=False)
+@njit(alloc=False, inline=True)
 def find(neigh, nstate, family, hi, lo):
     """Index of an entry, or -1."""
     for k in range(nstate[0]):
@@ -53,7 +53,7 @@ def find(neigh, nstate, family, hi, lo):
     return -1
 
 
-@njit(alloc=False)
+@njit(alloc=False, inline=True)
 def lookup(neigh, nstate, family, hi, lo, now):
     """The MAC of a neighbour known at time `now`, or -1."""
     k = find(neigh, nstate, family, hi, lo)
