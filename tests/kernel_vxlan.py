@@ -119,22 +119,19 @@ bind_top_down(VXLAN, Ether, flags=12, NextProtocol=3).  Linux (no `gpe`)
 rejects it as a malformed header (vx0 rx_errors += 1, no answer).  Always
 give flags=0x08 explicitly, as `KernelVtep.encap` does.
 """
-import ctypes
 import ipaddress
 import os
 import secrets
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
+from softdpu.live.netns import run_in as _run_in_netns, tx_csum_off
+
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-CLONE_NEWNET = 0x40000000
-SIOCETHTOOL = 0x8946
-ETHTOOL_STXCSUM = 0x00000017
 IFA_F_NODAD = 0x02
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
@@ -143,37 +140,9 @@ IFA_F_TENTATIVE = 0x40
 NUD_NAMES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
              0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # ---------------------------------------------------------------- namespaces, threads
-
-def _run_in_netns(ns, fn, timeout=10.0):
-    """fn() on a fresh thread that has setns()ed into /run/netns/<ns>; its result or its exception."""
-    box = {}
-
-    def body():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({ns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            box["error"] = e
-
-    t = threading.Thread(target=body, name=f"netns-{ns}", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise TimeoutError(f"work in namespace {ns} did not finish in {timeout} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
 
 def _write_sysctls(ns, settings):
     """settings: [(path under /proc/sys/net, value)], written inside ns."""
@@ -447,17 +416,7 @@ class KernelVtep:
         return found[0]
 
     def _tx_csum_off(self, ifname):
-        def body():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                ev = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
-                ifr = struct.pack("16sP", ifname.encode(), ctypes.addressof(ev))
-                ifr += b"\0" * (40 - len(ifr))
-                import fcntl
-                fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
-            finally:
-                s.close()
-        _run_in_netns(self.kns, body)
+        tx_csum_off(self.kns, ifname)
 
     def _socket(self, ns, *args):
         s = _run_in_netns(ns, lambda: socket.socket(*args))

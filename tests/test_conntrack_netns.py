@@ -47,6 +47,7 @@ from kernel_vxlan import _netns_exists, _run_in_netns, _write_sysctls
 from ovs_oracle import read_pcap, write_pcap
 
 from softdpu import cli, config
+from softdpu.live.netns import tx_csum_off
 from softdpu.pipeline import Dpu
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +57,6 @@ SERVER_PORT = 8080
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
-SIOCETHTOOL = 0x8946
-ETHTOOL_STXCSUM = 0x00000017
 NUD_PERMANENT = 0x80
 WAIT = 5.0
 
@@ -114,7 +113,7 @@ class NetnsPair:
             ipr.link("add", ifname="c0", kind="veth", peer={"ifname": "s0", "net_ns_fd": self.sns})
         macs = {}
         for ns, dev, ip in ((self.cns, "c0", CLIENT_IP), (self.sns, "s0", SERVER_IP)):
-            self._tx_csum_off(ns, dev)
+            tx_csum_off(ns, dev)
             with IPRoute(netns=ns) as ipr:
                 idx = ipr.link_lookup(ifname=dev)[0]
                 ipr.addr("add", index=idx, address=ip, prefixlen=24)
@@ -131,21 +130,6 @@ class NetnsPair:
                         raise TimeoutError(f"{dev} not up after {WAIT} s")
                     time.sleep(0.02)
         self.macs = macs
-
-    @staticmethod
-    def _tx_csum_off(ns, dev):
-        import ctypes
-        import fcntl
-
-        def body():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                ev = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
-                ifr = struct.pack("16sP", dev.encode(), ctypes.addressof(ev))
-                fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr + b"\0" * (40 - len(ifr)))
-            finally:
-                s.close()
-        _run_in_netns(ns, body)
 
     def socket(self, ns, *args):
         s = _run_in_netns(ns, lambda: socket.socket(*args))
