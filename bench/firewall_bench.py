@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from l2_switch_bench import Feeder, _pass_process, _put, clock  # noqa: E402
+from l2_switch_bench import Feeder, _pass_process, timed_runs, _put, clock  # noqa: E402
 from softdpu import config  # noqa: E402
 from softdpu.pipeline import Dpu  # noqa: E402
 
@@ -236,18 +236,7 @@ def bench_firewall(conns=100_000, runs=5, passes=2, dist="uniform",
     _pass_process(dpu, feed)                      # warm, untimed
     if dpu.stats.rx - rx0 != size or dpu.stats.left - left0 != size or dpu.stats.dropped:
         raise AssertionError(f"every packet should leave: drops {dpu.stats.drop_counts()}")
-    total, split = [], []
-    for _ in range(runs):
-        t, pk = 0.0, 0
-        for _ in range(passes):
-            dt, k = _pass_process(dpu, feed)
-            t, pk = t + dt, pk + k
-        total.append(t / pk * 1e9)
-        acc, pk = np.zeros(3), 0
-        for _ in range(passes):
-            dt, k = _pass_stages(dpu, feed)
-            acc, pk = acc + dt, pk + k
-        split.append(acc / pk * 1e9)
+    total, split = timed_runs(dpu, feed, runs, passes, _pass_stages, 3)
     cnt = ct.counters()
     if dpu.stats.dropped or cnt["entries"] != conns or cnt["created"] != conns:
         raise AssertionError(f"steady state: drops {dpu.stats.drop_counts()}, table {cnt}")

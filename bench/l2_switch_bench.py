@@ -166,6 +166,25 @@ def _pass_process(dpu, feed):
     return t_all, pk
 
 
+def timed_runs(dpu, feed, runs, passes, pass_stages, n_stages):
+    """`runs` rounds of `passes` timed passes of dpu.process and of the stages one by one
+    (pass_stages(dpu, feed) -> (seconds per stage, packets)) -> ([ns/packet end to end],
+    array[runs, n_stages] of ns/packet per stage)."""
+    total, split = [], []
+    for _ in range(runs):
+        t, pk = 0.0, 0
+        for _ in range(passes):
+            dt, n = _pass_process(dpu, feed)
+            t, pk = t + dt, pk + n
+        total.append(t / pk * 1e9)
+        acc, pk = np.zeros(n_stages), 0
+        for _ in range(passes):
+            dt, n = pass_stages(dpu, feed)
+            acc, pk = acc + dt, pk + n
+        split.append(acc / pk * 1e9)
+    return total, np.array(split)
+
+
 def _pass_stages(dpu, feed):
     batch, pk = dpu.batch, 0
     tp = tf = ts = 0.0
@@ -211,18 +230,7 @@ def bench_l2_switch(runs=7, passes=4, pipeline=ROOT / "pipelines" / "l2-switch.t
         raise AssertionError(f"every packet should leave: rx {rx}, left {left}, drops {dropped}")
     if not (dpu.flows.mac_counters[1:] == counters[1:]).all():
         raise AssertionError(f"steady state should learn nothing new: {dpu.flows.mac_counters} vs {counters}")
-    total, split = [], []
-    for _ in range(runs):
-        t, pk = 0.0, 0
-        for _ in range(passes):
-            dt, n = _pass_process(dpu, feed)
-            t, pk = t + dt, pk + n
-        total.append(t / pk * 1e9)
-        acc, pk = np.zeros(3), 0
-        for _ in range(passes):
-            dt, n = _pass_stages(dpu, feed)
-            acc, pk = acc + dt, pk + n
-        split.append(acc / pk * 1e9)
+    total, split = timed_runs(dpu, feed, runs, passes, _pass_stages, 3)
     if dpu.flows.mac_counters[0] != HOSTS or dpu.stats.dropped:
         raise AssertionError(f"MAC table {dpu.flows.mac_counters}, drops {dpu.stats.drop_counts()}")
     split = np.array(split)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from l2_switch_bench import Feeder, _pass_process  # noqa: E402
+from l2_switch_bench import Feeder, _pass_process, timed_runs  # noqa: E402
 from softdpu.batch import M_LEN  # noqa: E402
 from softdpu.pipeline import Dpu  # noqa: E402
 from softdpu.stages.flows.outputs import S_CLONES  # noqa: E402
@@ -201,18 +201,7 @@ def bench_case(name, runs=7, passes=4, inner=None):
         out += batch.n_tx
     if out != POOL or dpu.stats.dropped:
         raise AssertionError(f"{name}: {out} of {POOL} out, drops {dpu.stats.drop_counts()}")
-    total, split = [], []
-    for _ in range(runs):
-        t, pk = 0.0, 0
-        for _ in range(passes):
-            dt, n = _pass_process(dpu, feed)
-            t, pk = t + dt, pk + n
-        total.append(t / pk * 1e9)
-        acc, pk = np.zeros(5), 0
-        for _ in range(passes):
-            dt, n = _pass_stages(dpu, feed)
-            acc, pk = acc + dt, pk + n
-        split.append(acc / pk * 1e9)
+    total, split = timed_runs(dpu, feed, runs, passes, _pass_stages, 5)
     if dpu.stats.dropped:
         raise AssertionError(f"{name}: drops {dpu.stats.drop_counts()}")
     split = np.array(split)
