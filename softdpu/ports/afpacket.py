@@ -238,8 +238,8 @@ class AfPacketPort:
             if e.errno in (errno.EAGAIN, errno.ENOBUFS, errno.EINTR):
                 return
             self.send_errors += 1
-            lost = int(R.tx_unsend(self.tx.buf, self.tx_state))
-            self.tx_state[R.T_FULL] += lost
+            lost = int(R.tx_unsend(self.tx.buf, self.tx_state))     # the interface went down or away
+            self.tx_state[R.T_FAILED] += lost
             self.tx_state[R.T_PACKETS] -= lost
 
     def counters_dict(self):
@@ -252,7 +252,7 @@ class AfPacketPort:
                     "kernel_drops": self.kernel_drops()}
         return {"ring_rx_packets": int(r[R.R_PACKETS]), "ring_rx_bytes": int(r[R.R_BYTES]),
                 "ring_tx_packets": int(t[R.T_PACKETS]), "ring_tx_bytes": int(t[R.T_BYTES]),
-                "tx_ring_full": int(t[R.T_FULL]), "tx_refused": int(t[R.T_REFUSED]),
+                "tx_ring_full": int(t[R.T_FULL]), "tx_refused": int(t[R.T_REFUSED]), "tx_failed": int(t[R.T_FAILED]),
                 "kernel_drops": self.kernel_drops()}
 
     def kernel_drops(self):

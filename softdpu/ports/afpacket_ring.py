@@ -57,8 +57,8 @@ VNET_HDR_LEN = 10           # sizeof(struct virtio_net_hdr): the frame's bytes f
 R_BLOCK, R_PKT, R_OFF, R_NBLOCKS, R_BSIZE, R_PACKETS, R_BYTES, R_TOO_BIG = range(8)
 RX_COLS = 8
 # TX state (int64[TX_COLS])
-T_FRAME, T_NFRAMES, T_FSIZE, T_J, T_QUEUED, T_PACKETS, T_BYTES, T_FULL, T_REFUSED = range(9)
-TX_COLS = 9
+T_FRAME, T_NFRAMES, T_FSIZE, T_J, T_QUEUED, T_PACKETS, T_BYTES, T_FULL, T_REFUSED, T_FAILED = range(10)
+TX_COLS = 10
 # tx_fill results
 TX_DONE, TX_RING_FULL = 0, 1
 
