@@ -67,9 +67,9 @@ def xfrm_state(sa, src, dst, key=None, oseq=None):
     return cmd
 
 
-def xfrm_policy(direction, src_net, dst_net, sa, outer_src, outer_dst):
-    """`ip xfrm policy add` of a tunnel-mode template."""
-    return (f"ip xfrm policy add src {src_net} dst {dst_net} dir {direction} "
+def xfrm_policy(direction, src_net, dst_net, sa, outer_src, outer_dst, selector=""):
+    """`ip xfrm policy add` with a template of sa (selector: e.g. "proto udp dport 4789")."""
+    return (f"ip xfrm policy add src {src_net} dst {dst_net} {selector} dir {direction} "
             f"tmpl src {outer_src} dst {outer_dst} proto esp spi {sa.spi:#x} mode {sa.mode}")
 
 
