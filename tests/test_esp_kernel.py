@@ -127,11 +127,12 @@ class Echo:
 
 
 class Wire:
-    """Counts the IPv4 frames received on dev in ns (a thread with an AF_PACKET socket): by IP
-    protocol, ESP in UDP 4500 as "natt"."""
+    """Counts the frames received on dev in ns (a thread with an AF_PACKET socket) by IP protocol
+    (IPv4 or IPv6), ESP in UDP 4500 as "natt"; the link's own ARP and ICMPv6 (neighbour
+    discovery, MLD) are left out."""
 
     def __init__(self, ns, dev):
-        self.sock = netns.run_in(ns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800)))
+        self.sock = netns.run_in(ns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)))
         self.sock.bind((dev, 0))
         self.counts, self.stop = {}, False
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -141,13 +142,17 @@ class Wire:
         while not self.stop:
             if select.select([self.sock], [], [], 0.1)[0]:
                 frame, addr = self.sock.recvfrom(65536)
-                if addr[2] == socket.PACKET_OUTGOING:
+                kind = int.from_bytes(frame[12:14], "big")
+                if addr[2] == socket.PACKET_OUTGOING or kind not in (0x0800, 0x86DD):
                     continue
                 ip = frame[14:]
-                proto = ip[9]
-                if proto == 17 and int.from_bytes(ip[(ip[0] & 15) * 4 + 2:][:2], "big") == 4500:
+                proto, l4 = (ip[9], ip[(ip[0] & 15) * 4:]) if kind == 0x0800 else (ip[6], ip[40:])
+                if kind == 0x86DD and proto == 0:                # hop-by-hop options (MLD): skip them
+                    proto, l4 = l4[0], l4[(l4[1] + 1) * 8:]
+                if proto == 17 and int.from_bytes(l4[2:4], "big") == 4500:
                     proto = "natt"
-                self.counts[proto] = self.counts.get(proto, 0) + 1
+                if proto != 58:
+                    self.counts[proto] = self.counts.get(proto, 0) + 1
 
     def close(self):
         self.stop = True
@@ -188,15 +193,19 @@ def _guest_commands(cfg, wrong_key=None, oseq=None):
     def key(sa):
         k = sa.key + sa.salt
         return bytes([k[0] ^ 0x01]) + k[1:] if sa.name == wrong_key else k
+    if out_sa.local.version == 6:        # outer IPv6: the inner route only needs to leave on vec0
+        link = ["/run/modprobe ipv6", "ip link set vec0 up", f"ip -6 addr add {theirs}/64 dev vec0 nodad",
+                f"ip -6 route add {ours}/128 dev vec0", f"ip addr add {SITE_B}/32 dev lo",
+                f"ip -6 neigh replace {ours} lladdr {WAN_MAC} dev vec0 nud permanent",
+                f"ip route add {site_a} dev vec0 src {SITE_B}"]
+    else:
+        link = ["ip link set vec0 up", f"ip addr add {theirs}/24 dev vec0", f"ip addr add {SITE_B}/32 dev lo",
+                f"ip route add {ours}/32 dev vec0", f"ip neigh replace {ours} lladdr {WAN_MAC} dev vec0 nud permanent",
+                f"ip route add {site_a} via {ours} dev vec0 src {SITE_B}"]
     return [
-        "ip link set vec0 up",
-        f"ip addr add {theirs}/24 dev vec0",
-        f"ip addr add {SITE_B}/32 dev lo",
-        f"ip route add {ours}/32 dev vec0",
-        f"ip neigh replace {ours} lladdr {WAN_MAC} dev vec0 nud permanent",
-        f"ip route add {site_a} via {ours} dev vec0 src {SITE_B}",
-        xfrm_state(out_sa, ours, theirs, key(out_sa)),          # softdpu encrypts, the kernel decrypts
-        xfrm_state(in_sa, theirs, ours, key(in_sa), oseq),      # the kernel encrypts, softdpu decrypts
+        *link,
+        xfrm_state(out_sa, ours, theirs, key(out_sa), sel=(site_a, site_b)),   # softdpu encrypts, the kernel decrypts
+        xfrm_state(in_sa, theirs, ours, key(in_sa), oseq, (site_b, site_a)),    # the kernel encrypts, softdpu decrypts
         xfrm_policy("out", site_b, site_a, in_sa, theirs, ours),
         xfrm_policy("in", site_a, site_b, out_sa, ours, theirs),
         "ip xfrm state",
@@ -297,6 +306,8 @@ CASES = {               # case: (fields of the pipeline's SAs changed, the guest
                     {}),
     "chacha20-poly1305-esn": ({sa: {"aead": '"chacha20-poly1305"'} for sa in KEY_128}, {}),
     "aes-gcm-256-esn-natt": ({sa: {"natt": "true"} for sa in KEY_128}, {}),     # ESP in UDP 4500
+    "aes-gcm-256-esn-ipv6": ({sa: {"local": '"2001:db8:1::1"', "remote": '"2001:db8:2::2"'} for sa in KEY_128},
+                             {}),                                                  # IPv4 in IPv6
     # the kernel's sequence numbers cross 2^32: softdpu guesses the high half (RFC 4303 A2.2)
     # from its window (64: the first one, 2^32 - 65, is left of it: high half 0)
     "aes-gcm-256-esn-past-2^32": ({"from-site-b": {"replay_window": "64"}}, {"oseq": WRAP}),
@@ -327,13 +338,14 @@ def test_kernel_peer_both_ways(lab, tmp_path, case):
     assert encrypted == {"packets": 2 * COUNT + COUNT + 1}, stats
     # and the kernel's own count: what softdpu encrypted it decrypted, what softdpu decrypted it sent
     states, proto_errors = _kernel_states(console)
-    assert states == {(WAN_IP, PEER): (3 * COUNT + 1, 0), (PEER, WAN_IP): (3 * COUNT, 0)}, console
+    ours, theirs = str(_sa(cfg, "to-site-b").local), str(_sa(cfg, "to-site-b").remote)
+    assert states == {(ours, theirs): (3 * COUNT + 1, 0), (theirs, ours): (3 * COUNT, 0)}, console
     assert proto_errors == 0, console
     # and on the wire between them, only that ESP
     proto = "natt" if _sa(cfg, "to-site-b").natt else 50
     assert lab.wire == {"to-kernel": {proto: 3 * COUNT + 1}, "to-softdpu": {proto: 3 * COUNT}}, lab.wire
     if _sa(cfg, "from-site-b").esn:        # the kernel's last ESN sent: both halves (past 2^32 for WRAP)
-        hi, lo = re.search(r"oseq-hi 0x([0-9a-f]+), oseq 0x([0-9a-f]+)", console.split(f"src {PEER} ")[-1]).groups()
+        hi, lo = re.search(r"oseq-hi 0x([0-9a-f]+), oseq 0x([0-9a-f]+)", console.split(f"src {theirs} ")[-1]).groups()
         assert (int(hi, 16) << 32) + int(lo, 16) == guest.get("oseq", 0) + 3 * COUNT, console
 
 
