@@ -233,6 +233,11 @@ def _wait_counts(sd, sa, want, timeout=60.0):
         time.sleep(0.2)
 
 
+def _datagram(k):
+    """Datagram k from site A: 12 to 1212 bytes (every ESP padding length), its bytes depending on k."""
+    return b"from-a %04d " % k + bytes((3 * k + j) & 255 for j in range((k * 41) % 1201))
+
+
 def _send_from_site_a(ns, src, dst, count, wait=3.0):
     """count UDP datagrams site A (src) -> the guest's echo server (dst), then "bye"; -> echoes received."""
     s = netns.run_in(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
@@ -240,13 +245,13 @@ def _send_from_site_a(ns, src, dst, count, wait=3.0):
         s.bind((src, 0))
         got = set()
         for k in range(count):
-            s.sendto(b"from-a %04d " % k + bytes(500), (dst, 7001))
+            s.sendto(_datagram(k), (dst, 7001))
             time.sleep(0.02)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and len(got) < count:
             if select.select([s], [], [], 0.05)[0]:
                 data = s.recv(4096)
-                if data.startswith(b"from-a ") and data[12:] == bytes(500):
+                if data.startswith(b"from-a ") and data[7:11].isdigit() and data == _datagram(int(data[7:11])):
                     got.add(int(data[7:11]))
         s.sendto(b"bye", (dst, 7001))
         return len(got)

@@ -114,6 +114,11 @@ def echo_server():
                 s.sendto(data, addr)
 
 
+def datagram(k):
+    """Datagram k: 20 to 1220 bytes (every ESP padding length), its bytes depending on k."""
+    return b"softdpu-kernel %04d " % k + bytes((k + 7 * j) & 255 for j in range((k * 37) % 1201))
+
+
 threading.Thread(target=echo_server, daemon=True).start()
 natt = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # what an IKE daemon holds: ESP in UDP 4500
 natt.bind(("0.0.0.0", 4500))                               # to the kernel's xfrm (RFC 3948)
@@ -124,12 +129,12 @@ got, sent = set(), 0
 next_send = last = time.monotonic()
 while time.monotonic() < min(deadline, last + IDLE_S) and not bye.is_set():
     if sent < count and time.monotonic() >= next_send:
-        u.sendto(b"softdpu-kernel %04d " % sent + bytes(range(256)) * 4, (peer, 7000))
+        u.sendto(datagram(sent), (peer, 7000))
         sent += 1
         next_send = last = time.monotonic() + 0.05
     if select.select([u], [], [], 0.02)[0]:
         data = u.recv(4096)
-        if data.startswith(b"softdpu-kernel ") and data[20:] == bytes(range(256)) * 4:
+        if data.startswith(b"softdpu-kernel ") and data[15:19].isdigit() and data == datagram(int(data[15:19])):
             got.add(int(data[15:19]))
             last = time.monotonic()
     if sent == count and len(got) + icv_failures() >= count:
