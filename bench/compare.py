@@ -24,7 +24,8 @@ Then every example pipeline (pipelines/*.toml) on its own traffic: `softdpu benc
 PIPELINE --size 64 --flows 1024 --clock cpu`, OVS-DPDK running the same .flows
 (bench/ovs_dpdk.py run_pipeline) on the same packets, one capture per input port
 (tunnel pipelines: not set up in OVS here, see the vxlan case), and the scapy analog
-(scapy_pipelines: output / normal / firewall / vxlan) on the first 5,000 packets.
+(scapy_pipelines: output / normal / firewall / vxlan / acl / ipsec-overlay /
+ipsec-gateway) on the first 5,000 packets.
 
 One core each: this process pins itself to --cpu (default 1) for softdpu and
 scapy; OVS's PMD thread and testpmd's forwarding lcore are on core 1 too.
@@ -87,7 +88,8 @@ def softdpu_case(pipeline, port, pcap, repeat=3, packets=200_000):
 
 
 SCAPY_ANALOG = {"l2-passthrough": "output", "l2-switch": "normal", "firewall": "firewall", "microseg": "firewall",
-                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}     # others (acl, ipsec-*): none
+                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan", "acl": "acl", "ipsec-overlay": "ipsec-overlay",
+                "ipsec-gateway": "ipsec-gateway"}
 OVS_ANALOG = {"vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}   # tunnel pipelines: the vxlan case
 
 
