@@ -270,7 +270,9 @@ def check_text(c):
         return "-"
     if "error" in c:
         return f"not checked ({c['error'][:80]})"
-    text = f"{c['same']} of {max(c['softdpu'], c['ovs'])} frames"
+    text = f"{c['same']} of {max(c['softdpu'] - c.get('rejects', 0), c['ovs'])} frames"
+    if c.get("rejects"):
+        text += f" + {c['rejects']} rejects (OVS: drop)"
     return text + (f" ({c['differ']} differ)" if c["differ"] else "")
 
 

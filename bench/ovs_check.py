@@ -15,8 +15,11 @@ legitimately differs (both hash the inner flow, each its own way: OVS 32768 +
 its 5-tuple hash scaled to 28232 ports, softdpu 49152 + its flow hash mod 16384;
 over IPv6 the UDP checksum follows), and the outer IPv4 ID and header checksum
 (both write ID 0: masked only so that an ID would not count as a difference).
+Frames only softdpu sent that are what its `reject` sends (TCP RST, ICMP 3/13, ICMPv6
+1/1) are counted as "rejects", not as differences: run_pipeline compiles a [firewall]'s
+reject for OVS as a drop (OVS cannot send them).
 
-{"in": packets sent, "softdpu": frames out, "ovs": frames out, "same": equal frames,
+{"in": packets sent, "softdpu": frames out, "ovs": frames out, "same": equal frames, "rejects": ..,
  "only_softdpu": [(port, hex)], "only_ovs": [(port, hex)]} -- at most 5 of each listed.
 """
 import argparse
@@ -72,13 +75,31 @@ def softdpu_outputs(pipeline, pcaps):
     return out
 
 
+def is_reject(frame):
+    """A TCP RST, ICMP "administratively prohibited" (3/13) or ICMPv6 (1/1): what softdpu's
+    reject sends and run_pipeline's OVS flows (reject compiled as drop) do not."""
+    from scapy.layers.inet import ICMP, TCP
+    from scapy.layers.inet6 import ICMPv6DestUnreach
+    from scapy.layers.l2 import Ether
+
+    pkt = Ether(frame)
+    if ICMP in pkt:
+        return pkt[ICMP].type == 3 and pkt[ICMP].code == 13
+    if ICMPv6DestUnreach in pkt:
+        return pkt[ICMPv6DestUnreach].code == 1
+    return TCP in pkt and bool(pkt[TCP].flags.R)
+
+
 def compare_outputs(ours, theirs):
     res = {"softdpu": sum(map(len, ours.values())), "ovs": sum(map(len, theirs.values())), "same": 0,
-           "only_softdpu": [], "only_ovs": []}
+           "rejects": 0, "only_softdpu": [], "only_ovs": []}
     for port in sorted(set(ours) | set(theirs)):
         a = Counter(mask(f) for f in ours.get(port, []))
         b = Counter(mask(f) for f in theirs.get(port, []))
         res["same"] += sum((a & b).values())
+        rejects = Counter({f: n for f, n in (a - b).items() if is_reject(f)})
+        res["rejects"] += sum(rejects.values())
+        a -= rejects
         res["only_softdpu"] += [(port, f.hex()) for f in (a - b).elements()]
         res["only_ovs"] += [(port, f.hex()) for f in (b - a).elements()]
     res["differ"] = len(res["only_softdpu"]) + len(res["only_ovs"])
