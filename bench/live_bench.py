@@ -5,12 +5,13 @@ Open vSwitch's userspace datapath, in one run.
 
     gen ns: g0 <=> d1 [dut ns: the switch under test] d2 <=> s0 :sink ns
 
-The generator (this file, --generate) builds `flows` different UDP frames once
-(source port varies, unknown destination MAC: every switch floods them to d2) and
-sends them in a loop as fast as the kernel takes them: sendmmsg() of 1024 frames
-per call (--generator ring: a TPACKET_V2 TX ring, a kernel marking every free
-frame SEND_REQUEST, one send() per ring; it costs more per packet on veths).  The rate is what arrives at s0 (its rx_packets) per
-second of a measured window, after a warm-up second.  Each round starts each
+The generator saturates the path: by default the kernel itself sends, XDP live
+frames from BPF_PROG_TEST_RUN (bench/xdp_generator.py: an XDP program picks one of
+`flows` UDP source ports, unknown destination MAC, so every switch floods to d2, and
+returns XDP_TX out of g0 into d1's NAPI queue -- d1 has GRO on for that); with
+--generator mmsg a user-space sender, sendmmsg() of 1024 prebuilt frames per call,
+which on this machine offers less than softdpu forwards.  The rate is what arrives
+at s0 (its rx_packets) per second of a measured window, after a warm-up second.  Each round starts each
 switch in turn (interleaved, so load from other users of the machine spreads
 over all), `--rounds` rounds; median / min / max over the rounds.  The CPU time
 (user + system) of the switch's processes in the window is also given per
@@ -25,9 +26,10 @@ CPU times, so less sensitive to what else runs on the machine than the measured 
 
 The generator is pinned to CPU 0, the switch's processes to CPU 1 (softdpu with
 2 workers: CPUs 0-1, shared with the generator: this machine has 2 cores).
-On veths the receive path of every frame (netif_rx -> AF_PACKET tap / bridge)
+On veths the receive path of every frame (d1's NAPI poll -> AF_PACKET tap / bridge)
 runs in the SENDER's context: the generator's CPU pays for the bridge's
-forwarding and for copying into softdpu's and OVS's receive sockets.
+forwarding and for copying into softdpu's and OVS's receive sockets; the
+switch's CPU pays for s0's receive of what it sends.
 OVS: a private ovsdb-server / ovs-vswitchd (own rundir, database and logs in a
 temporary directory), bridge datapath_type=netdev, ports d1 and d2 (netdev-linux,
 AF_PACKET), the default NORMAL flow.
@@ -38,7 +40,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,7 +52,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softdpu._jit import njit  # noqa: E402
 from softdpu.live import netns  # noqa: E402
 
 DST_MAC = bytes.fromhex("020000000099")
@@ -60,18 +60,6 @@ SRC_MAC = bytes.fromhex("020000000001")
 
 # ---------------------------------------------------------------- the generator
 
-@njit
-def _rearm(ring, nframes, fsize):
-    """Every free frame of the TX ring back to SEND_REQUEST (its bytes and length stay)."""
-    n = 0
-    for f in range(nframes):
-        base = f * fsize
-        if ring[base] == 0 and ring[base + 1] == 0:
-            ring[base] = 1
-            n += 1
-    return n
-
-
 def _frame(size, k):
     from scapy.all import IP, UDP, Ether
     f = bytes(Ether(dst=DST_MAC, src=SRC_MAC) / IP(src="10.1.0.1", dst="10.2.0.1") /
@@ -79,72 +67,51 @@ def _frame(size, k):
     return f + bytes(size - len(f))
 
 
-def generate(ifname, size, flows, seconds, mode="mmsg"):
-    """Send as fast as the kernel takes frames for `seconds` (or until SIGTERM); prints the count.
+def generate(ifname, size, flows, seconds, mode="xdp"):
+    """Send as fast as the path takes frames for `seconds` (or until SIGTERM).
 
-    mode "mmsg": sendmmsg() of 1024 prebuilt frames per call (the default: cheaper on veths, see
-    softdpu/ports/afpacket_mmsg.py); "ring": a TPACKET_V2 TX ring handed over whole."""
+    mode "xdp": the kernel sends (bench/xdp_generator.py); "mmsg": sendmmsg() of 1024
+    prebuilt frames per call, from user space (for kernels without XDP live frames)."""
+    if mode == "xdp":
+        import xdp_generator
+        xdp_generator.run(ifname, xdp_generator.udp_frame(size, DST_MAC.hex(":"), SRC_MAC.hex(":")), flows, seconds,
+                          ready=lambda: print("ready", flush=True))
+        return
     import ctypes
-    import struct
 
     from softdpu.ports import afpacket as A
-    from softdpu.ports import afpacket_ring as R
     from softdpu.ports.afpacket_mmsg import _sendmmsg
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    if mode == "mmsg":
-        s = A.open_tx_socket(ifname, max(size, 1600), "sendmmsg")
-        n = 1024
-        frames = np.zeros((flows, size), np.uint8)
-        for k in range(flows):
-            frames[k] = np.frombuffer(_frame(size, k), np.uint8)
-        iov = np.zeros((n, 2), np.uint64)
-        hdrs = np.zeros((n, 8), np.uint64)
-        for k in range(n):
-            iov[k] = (frames.ctypes.data + (k % flows) * size, size)
-            hdrs[k, 2], hdrs[k, 3] = iov.ctypes.data + 16 * k, 1
-        print("ready", flush=True)
-        sent = 0
-        end = time.monotonic() + seconds
-        fd, addr = s.sock.fileno(), hdrs.ctypes.data
-        while not stop and time.monotonic() < end:
-            r = _sendmmsg(fd, addr, n, 0)
-            sent += max(r, 0)
-            if r < 0 and ctypes.get_errno() not in (0, 105, 11):      # ENOBUFS / EAGAIN: go on
-                raise OSError(ctypes.get_errno(), "sendmmsg")
-        print(sent, flush=True)
-        return
-    s = A.open_tx_socket(ifname, max(size, 1600), "ring")
-    ring = A._Ring(s.sock, s.unit * s.count)
-    fsize, nframes = s.unit, s.count
-    for f in range(nframes):
-        fr = _frame(size, f % flows)
-        base = f * fsize
-        ring.buf[base + R.TX_DATA: base + R.TX_DATA + size] = np.frombuffer(fr, np.uint8)
-        struct.pack_into("<I", ring.buf, base + 4, size)
-    _rearm(np.zeros(fsize, np.uint8), 0, fsize)       # compiled or loaded before "ready"
+    s = A.open_tx_socket(ifname, max(size, 1600), "sendmmsg")
+    n = 1024
+    frames = np.zeros((flows, size), np.uint8)
+    for k in range(flows):
+        frames[k] = np.frombuffer(_frame(size, k), np.uint8)
+    iov = np.zeros((n, 2), np.uint64)
+    hdrs = np.zeros((n, 8), np.uint64)
+    for k in range(n):
+        iov[k] = (frames.ctypes.data + (k % flows) * size, size)
+        hdrs[k, 2], hdrs[k, 3] = iov.ctypes.data + 16 * k, 1
     print("ready", flush=True)
-    sent = 0
     end = time.monotonic() + seconds
+    fd, addr = s.sock.fileno(), hdrs.ctypes.data
     while not stop and time.monotonic() < end:
-        sent += _rearm(ring.buf, nframes, fsize)
-        try:
-            s.sock.send(b"", 0)
-        except OSError:
-            pass
-    print(sent, flush=True)
+        r = _sendmmsg(fd, addr, n, 0)
+        if r < 0 and ctypes.get_errno() not in (0, 105, 11):      # ENOBUFS / EAGAIN: go on
+            raise OSError(ctypes.get_errno(), "sendmmsg")
 
 
 # ---------------------------------------------------------------- the set-up
 
 class Bench:
-    def __init__(self):
+    def __init__(self, generator="xdp"):
         tag = secrets.token_hex(2)
         self.gen, self.dut, self.sink = (f"lb{tag}-{n}" for n in ("gen", "dut", "sink"))
         self.tmp = Path(tempfile.mkdtemp(prefix="softdpu-live-bench-"))
         self.made = []
-        self.generator = "mmsg"
+        self.generator = generator
 
     def __enter__(self):
         for ns in (self.gen, self.dut, self.sink):
@@ -152,6 +119,8 @@ class Bench:
             self.made.append(ns)
         netns.veth(self.gen, "g0", self.dut, "d1")
         netns.veth(self.dut, "d2", self.sink, "s0")
+        if self.generator == "xdp":          # XDP_TX from g0 needs d1's NAPI queue
+            netns.gro_on(self.dut, "d1")
         return self
 
     def __exit__(self, *exc):
@@ -302,7 +271,7 @@ class Ovs:
 SWITCHES = {
     "softdpu 1 worker": lambda b: Softdpu(b, 1),
     "softdpu 2 workers": lambda b: Softdpu(b, 2),
-    "softdpu 1 worker TX ring": lambda b: Softdpu(b, 1, tx="ring"),
+    "softdpu 1 worker sendmmsg": lambda b: Softdpu(b, 1, tx="sendmmsg"),
     "linux bridge": Bridge,
     "ovs netdev": Ovs,
 }
@@ -367,6 +336,19 @@ def _dedicated(m, workers):
     return 1e3 / max(gen_ns, sw_ns, 1e-9)
 
 
+def _ratios(results, names, sizes, ours="softdpu 1 worker", others=("linux bridge", "ovs netdev")):
+    """softdpu's rate over each other switch's, round by round (the same round: the same
+    conditions), and their median."""
+    out = []
+    for size in sizes:
+        for other in others:
+            if ours in names and other in names:
+                per = [a[0] / max(b[0], 1e-9) for a, b in zip(results[(ours, size)], results[(other, size)])]
+                out.append({"size": size, "switch": ours, "against": other, "per_round": per,
+                            "median": statistics.median(per)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -375,8 +357,9 @@ def main(argv=None):
     ap.add_argument("--flows", type=int, default=64)
     ap.add_argument("--only", default=None, help="comma-separated switch names (default: all)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--generator", choices=("mmsg", "ring"), default="mmsg",
-                    help="how the generator sends: sendmmsg (default) or a TX ring")
+    ap.add_argument("--generator", choices=("xdp", "mmsg"), default="xdp",
+                    help="how the generator sends: XDP live frames in the kernel (default, bench/xdp_generator.py) "
+                         "or sendmmsg from user space")
     ap.add_argument("--generate", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -386,8 +369,7 @@ def main(argv=None):
     names = list(SWITCHES) if not args.only else [n.strip() for n in args.only.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {(n, s): [] for n in names for s in sizes}
-    with Bench() as bench:
-        bench.generator = args.generator
+    with Bench(args.generator) as bench:
         for r in range(args.rounds):
             for size in sizes:
                 base = measure(bench, Nothing, size, args.flows, args.seconds)
@@ -413,17 +395,22 @@ def main(argv=None):
                      "switch_cpu_ns": statistics.median(sws) if sws else None,
                      "path_cpu_ns": statistics.median(v[3] for v in vals),
                      "dedicated_mpps": statistics.median(v[4] for v in vals)})
+    ratios = _ratios(results, names, sizes)
     if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print("| switch | frame | median Mpps | min | max | offered (median) | switch CPU ns/packet | "
-              "path CPU ns/packet | Mpps, dedicated cores (model) |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            cpu = row["switch_cpu_ns"]
-            print(f"| {row['switch']} | {row['size']} B | {row['median_mpps']:.3f} | {row['min_mpps']:.3f} | "
-                  f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} | "
-                  f"{row['path_cpu_ns']:.0f} | {row['dedicated_mpps']:.3f} |")
+        print(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
+        return 0
+    print("| switch | frame | median Mpps | min | max | offered (median) | switch CPU ns/packet | "
+          "path CPU ns/packet | Mpps, dedicated cores (model) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        cpu = row["switch_cpu_ns"]
+        print(f"| {row['switch']} | {row['size']} B | {row['median_mpps']:.3f} | {row['min_mpps']:.3f} | "
+              f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} | "
+              f"{row['path_cpu_ns']:.0f} | {row['dedicated_mpps']:.3f} |")
+    print()
+    for r in ratios:
+        print(f"{r['size']} B, {r['switch']} / {r['against']} per round: "
+              + ", ".join(f"{x:.2f}" for x in r["per_round"]) + f" (median {r['median']:.2f}x)")
     return 0
 
 

@@ -62,7 +62,7 @@ PORT_TYPES = {
     "pcap": {"input": (str, "a capture file (pcap or pcapng), relative to the pipeline file")},
     # live ports (softdpu start): mac / mtu also apply (config_tunnels.UNDERLAY_KEYS)
     "afpacket": {"interface": (str, "the interface to attach to (default: the port's name)"),
-                 "tx": (str, '"sendmmsg" (default) or "ring" (a TPACKET_V2 TX ring)')},
+                 "tx": (str, '"ring" (default: a TPACKET_V2 TX ring) or "sendmmsg"')},
     "tap": {"interface": (str, "the TAP device to create (default: the port's name)"),
             "netns": (str, "the network namespace to move the TAP device into (default: softdpu's)")},
     "vxlan": {},       # options: config_tunnels.TUNNEL_KEYS

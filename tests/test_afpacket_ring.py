@@ -91,11 +91,15 @@ def test_tx_fills_frames_for_its_port_and_stops_when_full():
     assert st[R.T_J] == 3 and st[R.T_QUEUED] == 2
     for k, fr in enumerate((frames[0], frames[2])):
         base = k * 2048
-        assert struct.unpack_from("<II", ring, base) == (R.TP_STATUS_SEND_REQUEST, len(fr))
-        assert bytes(ring[base + R.TX_DATA: base + R.TX_DATA + len(fr)]) == fr
+        assert struct.unpack_from("<II", ring, base) == (R.TP_STATUS_SEND_REQUEST, R.VNET_HDR_LEN + len(fr))
+        # struct virtio_net_hdr: no GSO, no checksum offload, hdr_len = the whole frame (copied linear)
+        assert struct.unpack_from("<BBHHHH", ring, base + R.TX_DATA) == (0, 0, len(fr), 0, 0, 0)
+        data = base + R.TX_DATA + R.VNET_HDR_LEN
+        assert bytes(ring[data: data + len(fr)]) == fr
     ring[0] = 0                                               # the kernel sent frame 0
     assert R.tx_fill(ring, st, b.tx, 4, 1, b.data, b.meta) == R.TX_DONE
-    assert bytes(ring[R.TX_DATA: R.TX_DATA + len(frames[3])]) == frames[3]
+    data = R.TX_DATA + R.VNET_HDR_LEN
+    assert bytes(ring[data: data + len(frames[3])]) == frames[3]
     assert R.tx_unsend(ring, st) == 2 and ring[0] == 0 and ring[2048] == 0
 
 

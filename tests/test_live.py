@@ -83,7 +83,7 @@ def _counter(text, port, column):
 
 def _with_tx(tmp_path, tx):
     """pipelines/live/l2-switch.toml with its afpacket ports in transmit mode `tx`."""
-    if tx == "sendmmsg":
+    if tx == "ring":              # the default
         return L2
     text = (ROOT / L2).read_text().replace('flows = "../', f'flows = "{ROOT}/pipelines/')
     p = tmp_path / f"l2-{tx}.toml"

@@ -17,6 +17,7 @@ import time
 CLONE_NEWNET = 0x40000000
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x00000017
+ETHTOOL_SGRO = 0x0000002c
 WAIT_S = 5.0
 
 
@@ -159,10 +160,21 @@ def wait_up(ns, dev, timeout=WAIT_S):
 
 def tx_csum_off(ns, dev):
     """ethtool -K dev tx off, inside ns (TSO goes off with it)."""
+    _ethtool_set(ns, dev, ETHTOOL_STXCSUM, 0)
+
+
+def gro_on(ns, dev):
+    """ethtool -K dev gro on, inside ns (on a veth this turns on its NAPI receive queue, which
+    XDP_TX / redirect from its peer needs)."""
+    _ethtool_set(ns, dev, ETHTOOL_SGRO, 1)
+
+
+def _ethtool_set(ns, dev, cmd, value):
+    """One ETHTOOL_S* ioctl with a struct ethtool_value, on dev inside ns."""
     def body():
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            ev = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+            ev = ctypes.create_string_buffer(struct.pack("II", cmd, value))
             ifr = struct.pack("16sP", dev.encode(), ctypes.addressof(ev))
             import fcntl
             fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr + b"\0" * (40 - len(ifr)))

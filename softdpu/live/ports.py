@@ -11,7 +11,7 @@ import os
 
 from softdpu.config_tunnels import TUNNEL_TYPES
 from softdpu.errors import ConfigError
-from softdpu.ports.afpacket import AfPacketPort, open_rx_socket, open_tx_socket
+from softdpu.ports.afpacket import TX_MODES, AfPacketPort, open_rx_socket, open_tx_socket
 
 LIVE_TYPES = ("afpacket", "tap")
 
@@ -22,8 +22,8 @@ def check(cfg, workers):
         if p.type not in LIVE_TYPES and p.type not in TUNNEL_TYPES:
             raise ConfigError(cfg.path, f"port[{i}].type", f"a {p.type} port cannot run live (softdpu start): "
                               f"use afpacket or tap ports (pcap ports are for softdpu run)")
-        if p.type == "afpacket" and p.options.get("tx", "sendmmsg") not in ("sendmmsg", "ring"):
-            raise ConfigError(cfg.path, f"port[{i}].tx", f'expected "sendmmsg" or "ring", got {p.options["tx"]!r}')
+        if p.type == "afpacket" and p.options.get("tx", TX_MODES[0]) not in TX_MODES:
+            raise ConfigError(cfg.path, f"port[{i}].tx", f'expected "ring" or "sendmmsg", got {p.options["tx"]!r}')
         if p.type == "tap" and workers > 1:
             raise ConfigError(cfg.path, f"port[{i}].type", "tap ports have one queue: run with --workers 1")
     if not any(p.type in LIVE_TYPES for p in cfg.ports):
@@ -43,7 +43,7 @@ def open_ports(cfg, workers):
                     group = (os.getpid() * 31 + k) & 0xFFFF if workers > 1 else None
                     rx = open_rx_socket(ifname, cfg.max_frame, group)
                     opened.append(rx)
-                    tx = open_tx_socket(ifname, cfg.max_frame, p.options.get("tx", "sendmmsg"))
+                    tx = open_tx_socket(ifname, cfg.max_frame, p.options.get("tx", TX_MODES[0]))
                     opened.append(tx)
                     per_worker[w].append(AfPacketPort(p, (rx, tx), cfg.max_frame))
                 elif p.type == "tap":

@@ -6,7 +6,7 @@ PACKET_MMAP rings.
     ofport = 1
     type = "afpacket"
     interface = "veth-d1"       # default: the port's name
-    tx = "sendmmsg"             # or "ring" (a TPACKET_V2 TX ring)
+    tx = "ring"                 # or "sendmmsg"
 
 Per worker the port has two packet sockets:
   - RX: TPACKET_V3 ring (afpacket_ring.rx_fill walks it into the batch, no Python per
@@ -14,11 +14,12 @@ Per worker the port has two packet sockets:
     anything else, sends out of the interface), joined to the port's PACKET_FANOUT
     group in hash mode when there are several workers (the kernel's flow hash is the
     same both ways, so a connection stays on one worker);
-  - TX: protocol 0 (it receives nothing), PACKET_QDISC_BYPASS; by default one sendmmsg()
-    per batch straight from the batch's slots (afpacket_mmsg.py), or with tx = "ring" a
-    TPACKET_V2 ring filled by tx_fill and one send() per batch (PACKET_LOSS: a refused
-    frame is skipped, counted).  On veths sendmmsg costs a little less: the ring's pages
-    are copied again when a frame crosses namespaces (bench/RESULTS.md).
+  - TX: protocol 0 (it receives nothing), PACKET_QDISC_BYPASS; by default a TPACKET_V2
+    ring filled by tx_fill and one send() per batch (PACKET_LOSS: a refused frame is
+    skipped, counted; PACKET_VNET_HDR so that each frame is copied into one linear skb,
+    see afpacket_ring.py), or with tx = "sendmmsg" one sendmmsg() per batch straight from
+    the batch's slots (afpacket_mmsg.py).  On veths the ring costs ~17 % less CPU per
+    packet than sendmmsg (no msghdr / iovec per packet; bench/RESULTS.md).
 The interface's MTU is read at open: frames longer than MTU + Ethernet header (+ 4 per
 VLAN tag) are taken out before the stats and counted as the port_mtu drop.
 """
@@ -42,6 +43,7 @@ PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_LOSS = 14
 PACKET_FANOUT = 18
+PACKET_VNET_HDR = 15
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
 TPACKET_V2, TPACKET_V3 = 1, 2
@@ -56,6 +58,7 @@ RX_BLOCK = 1 << 16          # 64 KiB blocks: many, so that blocks the timeout ha
 RX_BLOCKS = 256             # still buffer 256 timeouts (a worker descheduled that long loses nothing)
 RX_TIMEOUT_MS = 1           # a block not full is handed over after this long
 TX_FRAMES = 1024
+TX_MODES = ("ring", "sendmmsg")          # the first is the default
 
 
 def interface_mtu(ifname):
@@ -128,7 +131,7 @@ def open_rx_socket(ifname, max_frame, fanout_id=None):
     return _Socket(s, block, RX_BLOCKS)
 
 
-def open_tx_socket(ifname, max_frame, mode="sendmmsg"):
+def open_tx_socket(ifname, max_frame, mode=TX_MODES[0]):
     """A TX socket on `ifname` that receives nothing: for sendmmsg, or with a TPACKET_V2 TX ring
     (mode "ring"), not yet mapped."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -141,10 +144,11 @@ def open_tx_socket(ifname, max_frame, mode="sendmmsg"):
             raise SoftdpuError(f"interface {ifname}: cannot open an AF_PACKET socket: {e.strerror}") from None
         return _Socket(s, 0, 0)
     try:
+        s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)      # frames copied linear (afpacket_ring.py)
         s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
-        frame = _frame_size(max_frame)
+        frame = _frame_size(max_frame + R.VNET_HDR_LEN)
         block = max(frame, 1 << 16)
         nframes = max(TX_FRAMES, block // frame)
         s.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("4I", block, nframes * frame // block, frame, nframes))
@@ -172,7 +176,7 @@ class AfPacketPort:
         self.rx_state = np.zeros(R.RX_COLS, np.int64)
         self.tx_state = np.zeros(R.TX_COLS, np.int64)
         self.rx = self.tx = None
-        self.tx_mode = port.options.get("tx", "sendmmsg")
+        self.tx_mode = port.options.get("tx", TX_MODES[0])
         self.mmsg = None
         self.send_errors = 0
         self._kdrops = 0
@@ -234,8 +238,8 @@ class AfPacketPort:
             if e.errno in (errno.EAGAIN, errno.ENOBUFS, errno.EINTR):
                 return
             self.send_errors += 1
-            lost = int(R.tx_unsend(self.tx.buf, self.tx_state))
-            self.tx_state[R.T_FULL] += lost
+            lost = int(R.tx_unsend(self.tx.buf, self.tx_state))     # the interface went down or away
+            self.tx_state[R.T_FAILED] += lost
             self.tx_state[R.T_PACKETS] -= lost
 
     def counters_dict(self):
@@ -248,7 +252,7 @@ class AfPacketPort:
                     "kernel_drops": self.kernel_drops()}
         return {"ring_rx_packets": int(r[R.R_PACKETS]), "ring_rx_bytes": int(r[R.R_BYTES]),
                 "ring_tx_packets": int(t[R.T_PACKETS]), "ring_tx_bytes": int(t[R.T_BYTES]),
-                "tx_ring_full": int(t[R.T_FULL]), "tx_refused": int(t[R.T_REFUSED]),
+                "tx_ring_full": int(t[R.T_FULL]), "tx_refused": int(t[R.T_REFUSED]), "tx_failed": int(t[R.T_FAILED]),
                 "kernel_drops": self.kernel_drops()}
 
     def kernel_drops(self):
