@@ -3,21 +3,21 @@
     python bench/ovs_check.py PIPELINE [--size 64] [--flows 2]
     from ovs_check import check; check("pipelines/vxlan-overlay.toml", {"p1": a.pcap, "uplink": b.pcap})
 
-bench/compare.py times OVS-DPDK on a pipeline's own packets; this is the check
-that the rate is for the same work.  OVS-DPDK runs the pipeline as
-bench/ovs_dpdk.py run_pipeline(capture=True) sets it up (tunnels as
-bench/ovs_tunnels.py translates them), every capture sent port after port, twice
-(the first pass warms OVS's caches), the second pass compared; softdpu gets the same
-packets in the same order, one at a time (the test harness), also twice.  What left each port is compared as a multiset of frames (the ports'
-captures interleave differently in time, so only each port's own order is
-common), after `mask`: in a VXLAN/Geneve packet the outer UDP source port, which
-legitimately differs (both hash the inner flow, each its own way: OVS 32768 +
-its 5-tuple hash scaled to 28232 ports, softdpu 49152 + its flow hash mod 16384;
-over IPv6 the UDP checksum follows), and the outer IPv4 ID and header checksum
-(both write ID 0: masked only so that an ID would not count as a difference).
-Frames only softdpu sent that are what its `reject` sends (TCP RST, ICMP 3/13, ICMPv6
-1/1) are counted as "rejects", not as differences: run_pipeline compiles a [firewall]'s
-reject for OVS as a drop (OVS cannot send them).
+bench/compare.py times OVS-DPDK on a pipeline's own packets; this is the check that
+the rate is for the same work. OVS-DPDK runs the pipeline as bench/ovs_dpdk.py
+run_pipeline(capture=True) sets it up (tunnels as bench/ovs_tunnels.py translates
+them), every capture sent port after port, twice (the first pass warms OVS's
+caches), the second pass compared; softdpu gets the same packets in the same order,
+one at a time (the test harness), also twice. What left each port is compared as a
+multiset of frames (the ports' captures interleave differently in time, so only each
+port's own order is common), after `mask`: in a VXLAN/Geneve packet the outer UDP
+source port, which legitimately differs (both hash the inner flow, each its own way:
+OVS 32768 + its 5-tuple hash scaled to 28232 ports, softdpu 49152 + its flow hash
+mod 16384; over IPv6 the UDP checksum follows), and the outer IPv4 ID and header
+checksum (both write ID 0: masked only so that an ID would not count as a
+difference). Frames only softdpu sent that are what its `reject` sends (TCP RST,
+ICMP 3/13, ICMPv6 1/1) are counted as "rejects", not as differences: run_pipeline
+compiles a [firewall]'s reject for OVS as a drop (OVS cannot send them).
 
 {"in": packets sent, "softdpu": frames out, "ovs": frames out, "same": equal frames, "rejects": ..,
  "only_softdpu": [(port, hex)], "only_ovs": [(port, hex)]} -- at most 5 of each listed.

@@ -31,8 +31,9 @@ settings, each replaying its own capture (net_pcap, infinite_rx) or a net_null;
 tunnel ports (vxlan, geneve) as bench/ovs_tunnels.py translates them: the underlay
 port on a bridge of its own whose internal port has the VTEP address (OVS then runs
 in a network namespace of its own), routes and neighbours as the pipeline's.
-run_pipeline(..., capture=True) reads each capture once and returns what left each
-port (bench/compare.py checks it against softdpu before trusting a rate).
+run_pipeline(..., capture=True) feeds the ports from veths instead, sends each capture
+through twice and returns what left each port the second time (bench/ovs_check.py
+compares it with softdpu's output before compare.py trusts a rate).
 Each port loops over its own capture, so the ports' packets interleave differently
 than in softdpu's merged order: out_per_packet says whether both did the same work.
 
@@ -245,7 +246,7 @@ def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None, capture=False
     net_pcap reading the capture itself starts at the port's creation, before ofproto
     knows the port: OVS loses those first packets' upcalls.)"""
     import ovs_tunnels
-    from ovs_oracle import port_specs, read_capture, write_pcap
+    from ovs_oracle import port_specs, read_capture
     from softdpu import config, policy
 
     why = available()
