@@ -23,8 +23,9 @@ pcap file to pcap file (`file`, the capture repeated to 4M packets).
 Then every example pipeline (pipelines/*.toml) on its own traffic: `softdpu bench
 PIPELINE --size 64 --flows 1024 --clock cpu`, OVS-DPDK running the same .flows
 (bench/ovs_dpdk.py run_pipeline) on the same packets, one capture per input port
-(tunnel pipelines: not set up in OVS here, see the vxlan case), and the scapy analog
-(scapy_pipelines: output / normal / firewall / vxlan) on the first 5,000 packets.
+(tunnel ports translated by bench/ovs_tunnels.py; ESP: no OVS-DPDK peer), and the scapy analog
+(scapy_pipelines: output / normal / firewall / vxlan / acl / ipsec-overlay /
+ipsec-gateway) on the first 5,000 packets.
 
 One core each: this process pins itself to --cpu (default 1) for softdpu and
 scapy; OVS's PMD thread and testpmd's forwarding lcore are on core 1 too.
@@ -87,11 +88,11 @@ def softdpu_case(pipeline, port, pcap, repeat=3, packets=200_000):
 
 
 SCAPY_ANALOG = {"l2-passthrough": "output", "l2-switch": "normal", "firewall": "firewall", "microseg": "firewall",
-                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}     # others (acl, ipsec-*): none
-OVS_ANALOG = {"vxlan-overlay": "vxlan", "geneve-overlay": "vxlan"}   # tunnel pipelines: the vxlan case
+                "vxlan-overlay": "vxlan", "geneve-overlay": "vxlan", "acl": "acl", "ipsec-overlay": "ipsec-overlay",
+                "ipsec-gateway": "ipsec-gateway"}
 
 
-def pipeline_traffic(pipeline, tmp, size="64", flows=1024):
+def pipeline_traffic(pipeline, tmp, size="64", flows=1024, min_pool=None):
     """softdpu bench's traffic for an example pipeline, and one pcap per input port of it (for OVS)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from ovs_oracle import write_pcap
@@ -99,7 +100,7 @@ def pipeline_traffic(pipeline, tmp, size="64", flows=1024):
     from softdpu.pipeline import Dpu
 
     dpu = Dpu.load(pipeline)
-    t = build(dpu, size=size, flows=flows)
+    t = build(dpu, size=size, flows=flows, **({} if min_pool is None else {"min_pool": min_pool}))
     pcaps, frames = {}, []
     for p in dpu.ports:
         rows = (t.in_port == p.ofport).nonzero()[0]
@@ -109,6 +110,20 @@ def pipeline_traffic(pipeline, tmp, size="64", flows=1024):
             pcaps[p.name] = f
     frames = [(int(t.in_port[r]), bytes(t.frames[r, :t.lengths[r]])) for r in range(min(5000, t.n))]
     return pcaps, frames
+
+
+def ovs_check(pipeline, tmp, size="64", flows=2):
+    """bench/ovs_check.py on one pass of the pipeline's traffic (flows copies): OVS-DPDK's output
+    against softdpu's, before its rate is trusted; {"error": ...} if it could not run."""
+    from ovs_check import check
+
+    d = tmp / f"check-{pipeline.stem}"
+    d.mkdir()
+    try:
+        pcaps, _ = pipeline_traffic(pipeline, d, size, flows, min_pool=1)
+        return check(pipeline, pcaps)
+    except Exception as e:  # noqa: BLE001 -- reported in the table
+        return {"error": str(e)[:300]}
 
 
 def note_esp(pipeline):
@@ -133,13 +148,18 @@ def compare_pipelines(rounds=3, seconds=5.0, ovs=True, log=print, size="64", flo
             pcaps, frames = pipeline_traffic(p, Path(d), size, flows)
             s, o = [], []
             note = why
+            checked = None
+            if why is None and not note_esp(p):
+                checked = ovs_check(p, Path(d), size)
+                log(f"{p.stem:15s} OVS-DPDK output check: {checked.get('same')} of {checked.get('softdpu')} "
+                    f"softdpu frames equal, {checked.get('differ')} differ {checked.get('error', '')}")
             for r in range(rounds):
                 b = run_bench(p, size=size, flows=flows, repeat=3, packets=200_000, clock="cpu")
                 w = b["per_pass"]
                 s.append({"mpps": b["total"]["mpps"], "ns": b["total"]["ns_per_packet"],
                           "out": round(w["copies_out"] / w["received"], 3)})
                 log(f"round {r + 1} {p.stem:15s} softdpu {s[-1]['mpps']:6.2f} Mpps")
-                if why is None and p.stem not in OVS_ANALOG and not note_esp(p):
+                if why is None and not note_esp(p):
                     try:
                         o.append(run_pipeline(p, pcaps, seconds=seconds))
                         log(f"round {r + 1} {p.stem:15s} OVS-DPDK {o[-1]['mpps_cpu']:6.2f} Mpps per CPU second")
@@ -154,8 +174,7 @@ def compare_pipelines(rounds=3, seconds=5.0, ovs=True, log=print, size="64", flo
                            "ovs_dpdk_best_mpps": max((x["mpps_cpu"] for x in o), default=None),
                            "ovs_dpdk_wall_mpps": _med([x["mpps"] for x in o]),
                            "ovs_dpdk_out_per_packet": o[-1]["out_per_packet"] if o else None,
-                           "ovs_dpdk_note": None if o else (f"see the {OVS_ANALOG[p.stem]} case" if p.stem in OVS_ANALOG
-                                                            else note_esp(p) or note),
+                           "ovs_dpdk_note": None if o else note_esp(p) or note, "ovs_dpdk_check": checked,
                            "scapy_analog": analog, "scapy_mpps": sc["mpps"] if sc else None}
     return out
 
@@ -245,6 +264,18 @@ def compare(cases=CASES, flows=1024, rounds=3, seconds=5.0, cpu=1, ovs=True, tes
     return res
 
 
+def check_text(c):
+    """The OVS output check in a table cell: "20 of 20 frames", "10 of 12 frames (2 differ)"."""
+    if not c:
+        return "-"
+    if "error" in c:
+        return f"not checked ({c['error'][:80]})"
+    text = f"{c['same']} of {max(c['softdpu'] - c.get('rejects', 0), c['ovs'])} frames"
+    if c.get("rejects"):
+        text += f" + {c['rejects']} rejects (OVS: drop)"
+    return text + (f" ({c['differ']} differ)" if c["differ"] else "")
+
+
 def format_table(res):
     lines = [f"{res['date']}  {res['machine']}  64-byte frames, {res['flows']} flows, one core (cpu {res['cpu']}), "
              f"median of {res['rounds']} rounds; load average {res['load_average_start']} -> "
@@ -268,8 +299,8 @@ def format_table(res):
                   "--clock cpu`), OVS-DPDK running the same .flows on the same packets (each port replaying its "
                   "own), the scapy analog on the first 5,000 packets; Mpps per CPU second, median (best):", "",
                   "| pipeline | softdpu Mpps | ns/packet | out/packet | OVS-DPDK Mpps | OVS out/packet | "
-                  "softdpu / OVS | scapy analog kpps | testpmd null (I/O only) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "softdpu / OVS | OVS output = softdpu's | scapy analog kpps | testpmd null (I/O only) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in res["pipelines"].items():
             ovs = (f"{r['ovs_dpdk_mpps']:.2f} ({r['ovs_dpdk_best_mpps']:.2f})" if r["ovs_dpdk_mpps"]
                    else f"n/a ({r['ovs_dpdk_note']})")
@@ -278,7 +309,7 @@ def format_table(res):
             lines.append(f"| {name} | {r['softdpu_mpps']:.2f} ({r['softdpu_best_mpps']:.2f}) | "
                          f"{r['softdpu_ns_per_packet']:.1f} | {r['softdpu_out_per_packet']} | {ovs} | "
                          f"{r['ovs_dpdk_out_per_packet'] if r['ovs_dpdk_out_per_packet'] is not None else '-'} | "
-                         f"{ratio} | {sc} | {f'{floor:.1f}' if floor else '-'} |")
+                         f"{ratio} | {check_text(r.get('ovs_dpdk_check'))} | {sc} | {f'{floor:.1f}' if floor else '-'} |")
     if "testpmd" in res:
         t = res["testpmd"]
         lines.append("")

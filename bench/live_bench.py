@@ -336,6 +336,19 @@ def _dedicated(m, workers):
     return 1e3 / max(gen_ns, sw_ns, 1e-9)
 
 
+def _ratios(results, names, sizes, ours="softdpu 1 worker", others=("linux bridge", "ovs netdev")):
+    """softdpu's rate over each other switch's, round by round (the same round: the same
+    conditions), and their median."""
+    out = []
+    for size in sizes:
+        for other in others:
+            if ours in names and other in names:
+                per = [a[0] / max(b[0], 1e-9) for a, b in zip(results[(ours, size)], results[(other, size)])]
+                out.append({"size": size, "switch": ours, "against": other, "per_round": per,
+                            "median": statistics.median(per)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -382,17 +395,22 @@ def main(argv=None):
                      "switch_cpu_ns": statistics.median(sws) if sws else None,
                      "path_cpu_ns": statistics.median(v[3] for v in vals),
                      "dedicated_mpps": statistics.median(v[4] for v in vals)})
+    ratios = _ratios(results, names, sizes)
     if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print("| switch | frame | median Mpps | min | max | offered (median) | switch CPU ns/packet | "
-              "path CPU ns/packet | Mpps, dedicated cores (model) |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            cpu = row["switch_cpu_ns"]
-            print(f"| {row['switch']} | {row['size']} B | {row['median_mpps']:.3f} | {row['min_mpps']:.3f} | "
-                  f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} | "
-                  f"{row['path_cpu_ns']:.0f} | {row['dedicated_mpps']:.3f} |")
+        print(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
+        return 0
+    print("| switch | frame | median Mpps | min | max | offered (median) | switch CPU ns/packet | "
+          "path CPU ns/packet | Mpps, dedicated cores (model) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        cpu = row["switch_cpu_ns"]
+        print(f"| {row['switch']} | {row['size']} B | {row['median_mpps']:.3f} | {row['min_mpps']:.3f} | "
+              f"{row['max_mpps']:.3f} | {row['offered_median_mpps']:.3f} | {f'{cpu:.0f}' if cpu else '-'} | "
+              f"{row['path_cpu_ns']:.0f} | {row['dedicated_mpps']:.3f} |")
+    print()
+    for r in ratios:
+        print(f"{r['size']} B, {r['switch']} / {r['against']} per round: "
+              + ", ".join(f"{x:.2f}" for x in r["per_round"]) + f" (median {r['median']:.2f}x)")
     return 0
 
 

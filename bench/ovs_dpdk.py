@@ -27,7 +27,13 @@ Cases (the same flows softdpu runs in bench/compare.py):
 
 run_pipeline: an example pipeline as it is: its .flows (with a [firewall] compiled
 by softdpu, reject as drop), one dpdk port per pipeline port with its ofport and VLAN
-settings, each replaying its own capture (net_pcap, infinite_rx) or a net_null.
+settings, each replaying its own capture (net_pcap, infinite_rx) or a net_null;
+tunnel ports (vxlan, geneve) as bench/ovs_tunnels.py translates them: the underlay
+port on a bridge of its own whose internal port has the VTEP address (OVS then runs
+in a network namespace of its own), routes and neighbours as the pipeline's.
+run_pipeline(..., capture=True) feeds the ports from veths instead, sends each capture
+through twice and returns what left each port the second time (bench/ovs_check.py
+compares it with softdpu's output before compare.py trusts a rate).
 Each port loops over its own capture, so the ports' packets interleave differently
 than in softdpu's merged order: out_per_packet says whether both did the same work.
 
@@ -115,13 +121,19 @@ class OvsDpdk(OvsDummy):
         self.vsctl("add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=netdev", "fail_mode=secure",
                    "other_config:disable-in-band=true", f"protocols={ALL_OPENFLOW}")
 
-    def add_port(self, name, ofport, pcap=None, bridge="br0", spec=None):
+    def add_port(self, name, ofport, pcap=None, bridge="br0", spec=None, tx_pcap=None, rx_iface=None):
         """A dpdk port: a net_pcap vdev replaying `pcap` from memory forever (what it is sent is
-        dropped), or without pcap a net_null vdev (no-rx=1).  spec: tag / trunks as OvsDummy's."""
+        dropped), or without pcap a net_null vdev (no-rx=1).  spec: tag / trunks as OvsDummy's.
+        tx_pcap: instead, a net_pcap receiving what arrives on the Linux interface rx_iface
+        and writing what it is sent to tx_pcap."""
         self._vdevs += 1
         k = self._vdevs
-        devargs = (f"net_pcap{k},rx_pcap={Path(pcap).resolve()},infinite_rx=1" if pcap
-                   else f"net_null{k},no-rx=1")
+        if tx_pcap:
+            devargs = f"net_pcap{k},rx_iface_in={rx_iface},tx_pcap={Path(tx_pcap).resolve()}"
+        elif pcap:
+            devargs = f"net_pcap{k},rx_pcap={Path(pcap).resolve()},infinite_rx=1"
+        else:
+            devargs = f"net_null{k},no-rx=1"
         extra = []
         for key in ("tag", "trunks", "vlan_mode"):
             if spec and key in spec:
@@ -220,38 +232,72 @@ def run_case(case, pcap, seconds=5.0, warm=3.0, tmp=None):
         shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
 
 
-def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None):
-    """An example pipeline's own .flows (and compiled [firewall], reject as drop) in OVS-DPDK:
-    one dpdk port per pipeline port (same ofport, tag, trunks), a net_pcap replaying
-    pcaps[port name] where given, else a net_null.  {mpps, mpps_cpu, out_per_packet, ...}"""
-    from ovs_oracle import port_specs
+def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None, capture=False):
+    """An example pipeline as it is in OVS-DPDK: its .flows (with a [firewall] compiled by
+    softdpu, reject as drop), one dpdk port per pcap port (same ofport, tag, trunks), a
+    net_pcap replaying pcaps[port name] where given, else a net_null; tunnel ports,
+    their underlay bridge, routes and neighbours as bench/ovs_tunnels.py translates them
+    (then OVS runs in a network namespace of its own: the underlay bridge's internal
+    port is a tap).  {mpps, mpps_cpu, out_per_packet, ...}
+
+    capture=True: each port receives from a veth in OVS's namespace and writes what it is
+    sent to a pcap; once everything is set up, the captures are sent into their ports'
+    veths (scapy, port after port) twice: returns {port name: [frame bytes]} of the second pass.  (A
+    net_pcap reading the capture itself starts at the port's creation, before ofproto
+    knows the port: OVS loses those first packets' upcalls.)"""
+    import ovs_tunnels
+    from ovs_oracle import port_specs, read_capture
     from softdpu import config, policy
 
     why = available()
     if why:
         raise OvsError(why)
     cfg = config.load(pipeline)
-    if any(p.type != "pcap" for p in cfg.ports):
-        raise OvsError(f"{cfg.name}: tunnel ports are not set up in OVS-DPDK here (see the vxlan case)")
     if getattr(cfg, "esp", None):
         raise OvsError(f"{cfg.name}: IPsec ESP has no OVS-DPDK peer here (OVS's IPsec is the kernel's, "
                        "keyed by an IKE daemon)")
+    kinds = {p.type for p in cfg.ports} - {"pcap"}
+    if kinds - set(ovs_tunnels.TUNNEL_TYPES):
+        raise OvsError(f"{cfg.name}: ports of type {', '.join(sorted(kinds))} are not set up in OVS-DPDK here")
+    tun = ovs_tunnels.plan(cfg) if kinds else None
     text = Path(cfg.flows).read_text()
     if cfg.firewall is not None:
         text = "\n".join(policy.compile_flows(cfg.firewall, ovs=True)) + "\n" + text
     specs = port_specs(cfg)
     own = tempfile.TemporaryDirectory(prefix="bench-ovs-dpdk-") if tmp is None else None
     d = Path(tmp or own.name)
+    netns = f"bench-ovs-{os.getpid()}" if tun or capture else None
+    plain = [p for p in cfg.ports if p.type == "pcap"]
+    tx = {p.name: d / f"tx-{p.name}.pcap" for p in plain} if capture else {}
+    veth = {p.name: f"vcap{k}" for k, p in enumerate(plain)} if capture else {}
     try:
-        with OvsDpdk(d) as ovs:
-            for p in cfg.ports:
-                ovs.add_port(p.name, p.ofport, pcaps.get(p.name), spec=specs[p.name])
-            ovs.add_flows(text)
+        if netns:
+            subprocess.run(["ip", "netns", "add", netns], check=True, timeout=20)
+        for v in veth.values():
+            _veth(netns, v)
+        with OvsDpdk(d, netns) as ovs:
+            if tun:
+                ovs_tunnels.apply(ovs, tun, netns)   # (the Geneve TLV map before flows that use it)
+            ovs.add_flows(text)               # flows before the ports: packets are forwarded from the start
+            for p in plain:
+                u = tun["underlays"].get(p.name) if tun else None
+                ovs.add_port(p.name, p.ofport, pcaps.get(p.name), bridge=u["bridge"] if u else "br0",
+                             spec=None if u else specs[p.name], tx_pcap=tx.get(p.name), rx_iface=veth.get(p.name))
+            if tun:
+                ovs_tunnels.settle(ovs, tun)
+            if capture:
+                out = _captured(ovs, netns, pcaps, veth, tx, read_capture, tun)
+                return out
             time.sleep(warm)
             c0, cpu0, t0 = ovs.counters(), ovs.pmd_cpu_ns(), time.perf_counter()
             time.sleep(seconds)
             c1, cpu1, dt = ovs.counters(), ovs.pmd_cpu_ns(), time.perf_counter() - t0
+            lost = ovs_tunnels.neighbours_missing(ovs, tun) if tun else []
+            if lost:
+                raise OvsError(f"OVS lost the tunnel neighbours {lost} while measuring: rate not valid")
     finally:
+        if netns:
+            subprocess.run(["ip", "netns", "del", netns], timeout=20)
         if own is not None:
             own.cleanup()
         shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
@@ -261,6 +307,60 @@ def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None):
     return {"pipeline": cfg.name, "mpps": round(rx / dt / 1e6, 3), "mpps_cpu": round(rx / cpu / 1e6, 3) if cpu else None,
             "pmd_cpu_seconds": round(cpu, 3), "seconds": round(dt, 2), "packets": rx,
             "out_per_packet": round(tx / rx, 3) if rx else None}
+
+
+def _veth(netns, name):
+    """A veth pair name / name+"p" in netns, up, without IPv6 (no router or neighbour solicitations)."""
+    def ip(*argv):
+        subprocess.run(["ip", "netns", "exec", netns, *argv], check=True, timeout=20, capture_output=True)
+    ip("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+    for n in (name, name + "p"):
+        ip("sysctl", "-qw", f"net.ipv6.conf.{n}.disable_ipv6=1")
+        ip("ip", "link", "set", n, "up")
+
+
+SENDER = ("import sys\nfrom scapy.all import RawPcapReader, conf\n"
+          "s = conf.L2socket(iface=sys.argv[2])\n"
+          "for frame, _ in RawPcapReader(sys.argv[1]):\n    s.send(frame)\ns.close()\n")
+
+
+def _captured(ovs, netns, pcaps, veth, tx, read_capture, tun=None, timeout=20.0, settle=1.5):
+    """Send every capture into its port's veth, port after port, twice; return what left each
+    port in the second pass.  The first pass warms OVS's caches: right after start-up some
+    packets are dropped by datapath flows that the revalidator replaces a moment later (seen
+    with the tunnel pipelines), which says nothing about the forwarding that is timed."""
+    want = {p: len(read_capture(f)) for p, f in pcaps.items()}
+
+    def frames(port):
+        path = tx[port]
+        return [bytes(f) for _, f, _ in read_capture(path)] if path.exists() and path.stat().st_size > 24 else []
+
+    time.sleep(1.0)
+    first = {}
+    for n in (1, 2):
+        for p, f in pcaps.items():
+            subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SENDER, str(Path(f).resolve()),
+                            veth[p] + "p"], check=True, timeout=60, capture_output=True)
+            time.sleep(0.2)
+        deadline, last = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            c = ovs.counters()
+            now = {p: c.get(p, (0, 0)) for p in veth}
+            if all(now[p][0] >= n * want[p] for p in pcaps) and now == last:
+                break
+            last = now
+            time.sleep(0.5)
+        else:
+            raise OvsError(f"OVS-DPDK did not receive every capture within {timeout} s: {last} of {want} x {n}")
+        if n == 1:
+            first = {p: len(frames(p)) for p in tx}    # net_pcap flushes its tx_pcap after every burst
+            time.sleep(settle)
+    import ovs_tunnels
+    lost = ovs_tunnels.neighbours_missing(ovs, tun) if tun else []
+    if lost:
+        raise OvsError(f"OVS lost the tunnel neighbours {lost} while the captures went through")
+    ovs.stop()
+    return {p: frames(p)[first[p]:] for p in tx}
 
 
 def main(argv=None):

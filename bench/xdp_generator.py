@@ -26,13 +26,14 @@ The frames it sends show in IFNAME's tx_packets; what the peer could not take
 import argparse
 import ctypes
 import os
+import platform
 import signal
 import socket
 import struct
 import sys
 import time
 
-SYS_BPF = 321                         # x86_64
+SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())     # the bpf(2) system call
 BPF_PROG_LOAD, BPF_PROG_TEST_RUN = 5, 10
 BPF_PROG_TYPE_XDP = 6
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
@@ -68,6 +69,8 @@ class Generator:
     """One loaded program and one frame, sent out of `ifname` (in this process's namespace)."""
 
     def __init__(self, ifname, frame, flows=64):
+        if SYS_BPF is None:
+            raise OSError(f"bpf(2): system call number unknown on {platform.machine()}")
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.libc.syscall.restype = ctypes.c_long
         self.ifindex = socket.if_nametoindex(ifname)
