@@ -357,6 +357,7 @@ def main(argv=None):
     ap.add_argument("--flows", type=int, default=64)
     ap.add_argument("--only", default=None, help="comma-separated switch names (default: all)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--save", default=None, help="also write the JSON (rows, ratios, every round) to this file")
     ap.add_argument("--generator", choices=("xdp", "mmsg"), default="xdp",
                     help="how the generator sends: XDP live frames in the kernel (default, bench/xdp_generator.py) "
                          "or sendmmsg from user space")
@@ -396,6 +397,12 @@ def main(argv=None):
                      "path_cpu_ns": statistics.median(v[3] for v in vals),
                      "dedicated_mpps": statistics.median(v[4] for v in vals)})
     ratios = _ratios(results, names, sizes)
+    if args.save:
+        rounds = [{"switch": n, "size": size, "mpps": [v[0] for v in vals], "offered": [v[1] for v in vals]}
+                  for (n, size), vals in results.items()]
+        Path(args.save).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "load": os.getloadavg(),
+                                               "argv": sys.argv[1:], "rows": rows, "ratios": ratios,
+                                               "rounds": rounds}, indent=2) + "\n")
     if args.json:
         print(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
         return 0
