@@ -125,12 +125,7 @@ class Bench:
 
     def __exit__(self, *exc):
         for ns in self.made:
-            for pid in netns.pids_in(ns):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            netns.remove(ns)
+            netns.destroy(ns)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def counter(self, ns, dev, name):

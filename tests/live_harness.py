@@ -153,12 +153,7 @@ class TwoHosts:
 
     def close(self):
         for ns in reversed(self.made):
-            for pid in netns.pids_in(ns):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            netns.remove(ns)
+            netns.destroy(ns)
         self.made.clear()
 
     def __exit__(self, *exc):

@@ -23,11 +23,9 @@ Needs root, network namespaces and /usr/bin/linux.uml (apt-get install user-mode
 without them, fails under CI=true.  Everything is torn down also on failure.
 """
 import contextlib
-import os
 import re
 import secrets
 import select
-import signal
 import socket
 import threading
 import time
@@ -90,12 +88,7 @@ class Lab:
 
     def close(self):
         for ns in reversed(self.made):
-            for pid in netns.pids_in(ns):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            netns.remove(ns)
+            netns.destroy(ns)
         self.made.clear()
 
     def __exit__(self, *exc):

@@ -9,6 +9,7 @@ wire, forwards frames as they are.  IPv6 is off in lab namespaces unless asked
 """
 import ctypes
 import os
+import signal
 import socket
 import struct
 import threading
@@ -88,6 +89,17 @@ def remove(ns):
         return False
     netns.remove(ns)
     return True
+
+
+def destroy(ns):
+    """SIGKILL every process in namespace ns, then delete it (for tests and benches cleaning up,
+    also after a failure); True if it was there."""
+    for pid in pids_in(ns):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return remove(ns)
 
 
 def pids_in(ns):
