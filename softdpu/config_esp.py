@@ -14,6 +14,9 @@
     remote = "203.0.113.1"           # the peer's
     esn = false                      # 64-bit extended sequence numbers (RFC 4303 2.2.1)
     replay_window = 64               # "in" only: 64..4096, a multiple of 64 (RFC 6479 bitmap)
+    seq = 0                          # "out" only: the last sequence number already sent (the
+                                     # first packet carries seq + 1), e.g. to resume an SA;
+                                     # < 2**32 without esn, < 2**63 with it
     natt = false                     # UDP encapsulation (RFC 3948), IPv4 only
     natt_sport = 4500                # its UDP ports on "out"
     natt_dport = 4500
@@ -67,6 +70,7 @@ class SA:
     remote: object
     esn: bool = False
     replay_window: int = 64
+    seq: int = 0
     natt: bool = False
     natt_sport: int = 4500
     natt_dport: int = 4500
@@ -170,6 +174,7 @@ SA_KEYS = {
     "remote": (_ip, 'the peer\'s IPv4 or IPv6 address, like "203.0.113.1"'),
     "esn": (_bool, "true or false: extended (64-bit) sequence numbers"),
     "replay_window": (_int(64, 4096, 64), "a replay window in packets, 64..4096, a multiple of 64"),
+    "seq": (_int(0, 2**63 - 1), "the last sequence number sent, 0..2**32-1 (with esn: 0..2**63-1)"),
     "natt": (_bool, "true or false: UDP encapsulation (port 4500)"),
     "natt_sport": (_int(1, 65535), "a UDP port, 1..65535"),
     "natt_dport": (_int(1, 65535), "a UDP port, 1..65535"),
@@ -248,6 +253,12 @@ def _sa(path, i, e, loc):
     if v["direction"] == "out" and "replay_window" in v:
         raise ConfigError(path, f"esp.sa[{i}].replay_window", 'only an "in" SA has a replay window',
                           line("replay_window"))
+    if "seq" in v and v["direction"] != "out":
+        raise ConfigError(path, f"esp.sa[{i}].seq", 'only an "out" SA has a starting sequence number',
+                          line("seq"))
+    if v.get("seq", 0) > 0xFFFFFFFF and not v.get("esn"):
+        raise ConfigError(path, f"esp.sa[{i}].seq", f"expected at most 4294967295 without esn, got {v['seq']}",
+                          line("seq"))
     return SA(**v)
 
 

@@ -90,6 +90,21 @@ def test_replay_window(tmp_path):
     assert cfg.esp.sas[0].replay_window == 1024
 
 
+def test_starting_sequence_number(tmp_path):
+    """seq: an "out" SA's last sequence number sent; the SA table starts there, the first packet
+    carries seq + 1 (test_esp_kernel checks it against the kernel past 2^32)."""
+    assert 'only an "out" SA' in str(_error(tmp_path, _sa(direction='"in"', seq="5")))
+    e = _error(tmp_path, _sa(seq=str(2**32)))
+    assert e.key == "esp.sa[0].seq" and "without esn" in str(e) and e.line == _line_of(tmp_path, "seq =")
+    assert "2**63" in str(_error(tmp_path, _sa(seq=str(2**63), esn="true")))
+    assert "sequence number" in str(_error(tmp_path, _sa(seq='"7"')))
+    cfg = _load(tmp_path, _sa(seq=str(2**32 + 7), esn="true"))
+    assert cfg.esp.sas[0].seq == 2**32 + 7
+    from softdpu.stages.esp.sa_table import SaTable
+    assert SaTable(cfg.esp).seqs[0] == 2**32 + 7
+    assert _load(tmp_path, _sa()).esp.sas[0].seq == 0
+
+
 def test_natt_is_ipv4_only(tmp_path):
     e = _error(tmp_path, _sa(local='"2001:db8::1"', remote='"2001:db8::2"', natt="true"))
     assert "IPv4 only" in str(e) and e.key == "esp.sa[0].natt"

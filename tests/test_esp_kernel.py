@@ -174,10 +174,11 @@ def _sa(cfg, name):
     return next(s for s in cfg.esp.sas if s.name == name)
 
 
-def _guest_commands(cfg, wrong_key=None, oseq=None):
+def _guest_commands(cfg, wrong_key=None, oseq=None, iseq=None):
     """The guest's network and xfrm set-up mirroring cfg's SAs and policies (the peer's view).
     wrong_key: the name of an SA whose key the guest gets wrong; oseq: where the kernel's
-    outbound sequence numbers start (the last one "sent")."""
+    outbound sequence numbers start (the last one "sent"); iseq: where its inbound replay
+    window starts (the last one "received")."""
     out_sa, in_sa = _sa(cfg, "to-site-b"), _sa(cfg, "from-site-b")      # softdpu's view
     ours, theirs = str(out_sa.local), str(out_sa.remote)
     pol = {p.sa: p for p in cfg.esp.policies}
@@ -197,7 +198,7 @@ def _guest_commands(cfg, wrong_key=None, oseq=None):
                 f"ip route add {site_a} via {ours} dev vec0 src {SITE_B}"]
     return [
         *link,
-        xfrm_state(out_sa, ours, theirs, key(out_sa), sel=(site_a, site_b)),   # softdpu encrypts, the kernel decrypts
+        xfrm_state(out_sa, ours, theirs, key(out_sa), sel=(site_a, site_b), iseq=iseq),  # softdpu encrypts, the kernel decrypts
         xfrm_state(in_sa, theirs, ours, key(in_sa), oseq, (site_b, site_a)),    # the kernel encrypts, softdpu decrypts
         xfrm_policy("out", site_b, site_a, in_sa, theirs, ours),
         xfrm_policy("in", site_a, site_b, out_sa, ours, theirs),
@@ -309,6 +310,9 @@ CASES = {               # case: (fields of the pipeline's SAs changed, the guest
     # the kernel's sequence numbers cross 2^32: softdpu guesses the high half (RFC 4303 A2.2)
     # from its window (64: the first one, 2^32 - 65, is left of it: high half 0)
     "aes-gcm-256-esn-past-2^32": ({"from-site-b": {"replay_window": "64"}}, {"oseq": WRAP}),
+    # and softdpu's: its SA starts at `seq = WRAP`, the kernel's inbound window there too; the
+    # kernel infers the high half and checks it in the ICV
+    "aes-gcm-256-esn-softdpu-past-2^32": ({"to-site-b": {"seq": str(WRAP)}}, {"iseq": WRAP}),
 }
 
 
@@ -345,6 +349,10 @@ def test_kernel_peer_both_ways(lab, tmp_path, case):
     if _sa(cfg, "from-site-b").esn:        # the kernel's last ESN sent: both halves (past 2^32 for WRAP)
         hi, lo = re.search(r"oseq-hi 0x([0-9a-f]+), oseq 0x([0-9a-f]+)", console.split(f"src {theirs} ")[-1]).groups()
         assert (int(hi, 16) << 32) + int(lo, 16) == guest.get("oseq", 0) + 3 * COUNT, console
+    if _sa(cfg, "to-site-b").esn:          # the kernel's last ESN received from softdpu: both halves
+        block = console.split(f"src {ours} ")[-1]
+        hi, lo = re.search(r"(?<!o)seq-hi 0x([0-9a-f]+), (?<!o)seq 0x([0-9a-f]+)", block).groups()
+        assert (int(hi, 16) << 32) + int(lo, 16) == guest.get("iseq", 0) + 3 * COUNT + 1, console
 
 
 def test_wrong_key_in_the_kernel_is_softdpus_icv_drop(lab, tmp_path):

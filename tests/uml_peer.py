@@ -50,11 +50,12 @@ def require_uml():
     return UML, modules
 
 
-def xfrm_state(sa, src, dst, key=None, oseq=None, sel=None):
+def xfrm_state(sa, src, dst, key=None, oseq=None, sel=None, iseq=None):
     """`ip xfrm state add` for a softdpu SA (config_esp.SA) as the kernel sees it: src -> dst;
     oseq: the last sequence number sent (the next is oseq + 1), for an outbound state; sel:
     (source prefix, destination prefix) of the packets it carries (the kernel's default is any
-    address of the outer family: an IPv4-in-IPv6 tunnel needs it)."""
+    address of the outer family: an IPv4-in-IPv6 tunnel needs it); iseq: for an inbound state,
+    the top of its replay window to start from (the last sequence number "received")."""
     key = sa.key + sa.salt if key is None else key
     cmd = (f"ip xfrm state add src {src} dst {dst} proto esp spi {sa.spi:#x} mode {sa.mode} "
            f"aead '{XFRM_AEAD[sa.aead]}' 0x{key.hex()} 128")
@@ -68,6 +69,8 @@ def xfrm_state(sa, src, dst, key=None, oseq=None, sel=None):
         cmd += f" sel src {sel[0]} dst {sel[1]}"
     if oseq is not None:
         cmd += f" replay-oseq {oseq & 0xFFFFFFFF:#x} replay-oseq-hi {oseq >> 32:#x}"
+    if iseq is not None:
+        cmd += f" replay-seq {iseq & 0xFFFFFFFF:#x} replay-seq-hi {iseq >> 32:#x}"
     return cmd
 
 

@@ -82,6 +82,8 @@ class SaTable:
             row[S_SPORT], row[S_DPORT] = s.natt_sport, s.natt_dport
             row[S_TTL] = s.ttl
             row[S_SALT] = int.from_bytes(s.salt, "big")
+            if s.direction == "out":
+                self.seqs[k] = s.seq
             if s.direction == "in":
                 h = int(spi_slot(s.spi, size - 1))
                 while self.spi_hash[h] >= 0:
