@@ -48,6 +48,7 @@ given `no-rx=1`: by default it also *receives* endless null frames, which the PM
 would then spend its time on.
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -184,18 +185,30 @@ class OvsDpdk(OvsDummy):
                 re.finditer(r"port \d+: (\S+) \([^)]*\)\s*\n\s*RX packets:(\d+).*\n\s*TX packets:(\d+)", text)}
 
 
+@contextlib.contextmanager
+def _workspace(tmp, netns):
+    """OVS-DPDK's directory (tmp, or a temporary one) and network namespace (when named):
+    made, then removed with DPDK's runtime directory, also on failure."""
+    own = tempfile.TemporaryDirectory(prefix="bench-ovs-dpdk-") if tmp is None else None
+    try:
+        if netns:
+            subprocess.run(["ip", "netns", "add", netns], check=True, timeout=20)
+        yield Path(tmp or own.name)
+    finally:
+        if netns:
+            subprocess.run(["ip", "netns", "del", netns], timeout=20)
+        if own is not None:
+            own.cleanup()
+        shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
+
+
 def run_case(case, pcap, seconds=5.0, warm=3.0, tmp=None):
     """{case, mpps, ns_per_packet, ovs_cycles_per_packet, out_share, seconds}."""
     why = available()
     if why:
         raise OvsError(why)
-    netns = None
-    own = tempfile.TemporaryDirectory(prefix="bench-ovs-dpdk-") if tmp is None else None
-    d = Path(tmp or own.name)
-    try:
-        if case == "vxlan":
-            netns = f"bench-ovs-{os.getpid()}"
-            subprocess.run(["ip", "netns", "add", netns], check=True, timeout=20)
+    netns = f"bench-ovs-{os.getpid()}" if case == "vxlan" else None
+    with _workspace(tmp, netns) as d:
         ovs = OvsDpdk(d, netns)
         with ovs:
             ovs.add_port("in", 1, pcap)
@@ -224,12 +237,6 @@ def run_case(case, pcap, seconds=5.0, warm=3.0, tmp=None):
                 "pmd_cpu_seconds": round(cpu, 3), "mpps_cpu": round(rx / cpu / 1e6, 3) if cpu > 0 else None,
                 "ovs_cycles_per_packet": cycles, "packets": rx, "pmd_packets": pmd_rx, "seconds": round(dt, 2),
                 "out_per_packet": round(tx / rx, 3) if rx else None}
-    finally:
-        if netns:
-            subprocess.run(["ip", "netns", "del", netns], timeout=20)
-        if own is not None:
-            own.cleanup()
-        shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
 
 
 def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None, capture=False):
@@ -264,15 +271,11 @@ def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None, capture=False
     if cfg.firewall is not None:
         text = "\n".join(policy.compile_flows(cfg.firewall, ovs=True)) + "\n" + text
     specs = port_specs(cfg)
-    own = tempfile.TemporaryDirectory(prefix="bench-ovs-dpdk-") if tmp is None else None
-    d = Path(tmp or own.name)
     netns = f"bench-ovs-{os.getpid()}" if tun or capture else None
     plain = [p for p in cfg.ports if p.type == "pcap"]
-    tx = {p.name: d / f"tx-{p.name}.pcap" for p in plain} if capture else {}
     veth = {p.name: f"vcap{k}" for k, p in enumerate(plain)} if capture else {}
-    try:
-        if netns:
-            subprocess.run(["ip", "netns", "add", netns], check=True, timeout=20)
+    with _workspace(tmp, netns) as d:
+        tx = {p.name: d / f"tx-{p.name}.pcap" for p in plain} if capture else {}
         for v in veth.values():
             _veth(netns, v)
         with OvsDpdk(d, netns) as ovs:
@@ -295,12 +298,6 @@ def run_pipeline(pipeline, pcaps, seconds=5.0, warm=3.0, tmp=None, capture=False
             lost = ovs_tunnels.neighbours_missing(ovs, tun) if tun else []
             if lost:
                 raise OvsError(f"OVS lost the tunnel neighbours {lost} while measuring: rate not valid")
-    finally:
-        if netns:
-            subprocess.run(["ip", "netns", "del", netns], timeout=20)
-        if own is not None:
-            own.cleanup()
-        shutil.rmtree(f"/var/run/dpdk/bench-ovs-{os.getpid()}", ignore_errors=True)
     rx = sum(c1[p][0] - c0[p][0] for p in pcaps)
     tx = sum(c1[p][1] - c0[p][1] for p in c1 if p in specs)
     cpu = (cpu1 - cpu0) / 1e9
