@@ -276,6 +276,13 @@ def check_text(c):
     return text + (f" ({c['differ']} differ)" if c["differ"] else "")
 
 
+def _ovs_cell(r):
+    """OVS-DPDK's Mpps median (best), or n/a and why."""
+    if r["ovs_dpdk_mpps"]:
+        return f"{r['ovs_dpdk_mpps']:.2f} ({r['ovs_dpdk_best_mpps']:.2f})"
+    return f"n/a ({r['ovs_dpdk_note']})"
+
+
 def format_table(res):
     lines = [f"{res['date']}  {res['machine']}  64-byte frames, {res['flows']} flows, one core (cpu {res['cpu']}), "
              f"median of {res['rounds']} rounds; load average {res['load_average_start']} -> "
@@ -285,8 +292,7 @@ def format_table(res):
              "OVS-DPDK Mpps median (best) | OVS-DPDK wall Mpps | softdpu / OVS-DPDK median (best) |",
              "|---|---|---|---|---|---|---|"]
     for c, r in res["cases"].items():
-        ovs = (f"{r['ovs_dpdk_mpps']:.2f} ({r['ovs_dpdk_best_mpps']:.2f})" if r["ovs_dpdk_mpps"]
-               else f"n/a ({r['ovs_dpdk_note']})")
+        ovs = _ovs_cell(r)
         ratio = (f"{r['softdpu_vs_ovs_dpdk']:.2f}x ({r['softdpu_vs_ovs_dpdk_best']:.2f}x)"
                  if "softdpu_vs_ovs_dpdk" in r else "-")
         wall = f"{r['ovs_dpdk_wall_mpps']:.2f}" if r.get("ovs_dpdk_wall_mpps") else "-"
@@ -302,8 +308,7 @@ def format_table(res):
                   "softdpu / OVS | OVS output = softdpu's | scapy analog kpps | testpmd null (I/O only) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in res["pipelines"].items():
-            ovs = (f"{r['ovs_dpdk_mpps']:.2f} ({r['ovs_dpdk_best_mpps']:.2f})" if r["ovs_dpdk_mpps"]
-                   else f"n/a ({r['ovs_dpdk_note']})")
+            ovs = _ovs_cell(r)
             ratio = f"{r['softdpu_mpps'] / r['ovs_dpdk_mpps']:.2f}x" if r["ovs_dpdk_mpps"] else "-"
             sc = f"{r['scapy_mpps'] * 1e3:.1f} ({r['scapy_analog']})" if r["scapy_mpps"] else "n/a"
             lines.append(f"| {name} | {r['softdpu_mpps']:.2f} ({r['softdpu_best_mpps']:.2f}) | "

@@ -18,7 +18,7 @@ Per worker the port has two packet sockets:
     ring filled by tx_fill and one send() per batch (PACKET_LOSS: a refused frame is
     skipped, counted; PACKET_VNET_HDR so that each frame is copied into one linear skb,
     see afpacket_ring.py), or with tx = "sendmmsg" one sendmmsg() per batch straight from
-    the batch's slots (afpacket_mmsg.py).  On veths the ring costs ~17 % less CPU per
+    the batch's slots (afpacket_mmsg.py).  On veths the ring costs ~15 % less CPU per
     packet than sendmmsg (no msghdr / iovec per packet; bench/RESULTS.md).
 The interface's MTU is read at open: frames longer than MTU + Ethernet header (+ 4 per
 VLAN tag) are taken out before the stats and counted as the port_mtu drop.
